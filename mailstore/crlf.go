@@ -1,0 +1,185 @@
+package mailstore
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// The canonical form of a stored message, as every store serves it:
+//
+//   - every LF not already preceded by CR becomes CRLF;
+//   - a non-empty message that does not end in LF gets a final CRLF, so that
+//     every line, the last included, ends in CRLF;
+//   - every other octet (CR alone, NUL, 8-bit) is kept unchanged.
+//
+// Sizes are counted on this form. A message already in that form is left
+// byte for byte as it is.
+
+// ToCRLF returns the canonical CRLF form of msg. The result never aliases
+// msg.
+func ToCRLF(msg []byte) []byte {
+	out := make([]byte, 0, len(msg)+len(msg)/32+2)
+	var prev byte
+	for _, c := range msg {
+		if c == '\n' && prev != '\r' {
+			out = append(out, '\r')
+		}
+		out = append(out, c)
+		prev = c
+	}
+	if len(msg) > 0 && prev != '\n' {
+		out = append(out, '\r', '\n')
+	}
+	return out
+}
+
+// CRLFSize returns the size of the canonical CRLF form of what r yields,
+// reading r to its end.
+func CRLFSize(r io.Reader) (int64, error) {
+	br := bufio.NewReaderSize(r, 32*1024)
+	var n int64
+	var prev byte
+	any := false
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(chunk) > 0 {
+			any = true
+			n += int64(len(chunk))
+			last := chunk[len(chunk)-1]
+			if last == '\n' {
+				before := prev
+				if len(chunk) >= 2 {
+					before = chunk[len(chunk)-2]
+				}
+				if before != '\r' {
+					n++
+				}
+			}
+			prev = last
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return 0, fmt.Errorf("mailstore: sizing message: %w", err)
+		}
+	}
+	if any && prev != '\n' {
+		n += 2
+	}
+	return n, nil
+}
+
+// NewCRLFReader returns a reader that yields the canonical CRLF form of r,
+// converting as it streams (no whole-message buffering).
+func NewCRLFReader(r io.Reader) io.Reader {
+	return &crlfReader{r: r}
+}
+
+type crlfReader struct {
+	r       io.Reader
+	prev    byte   // last octet read from r
+	any     bool   // r yielded at least one octet
+	pending []byte // converted octets not yet returned
+	buf     []byte
+	eof     bool
+	err     error
+}
+
+func (c *crlfReader) Read(p []byte) (int, error) {
+	for len(c.pending) == 0 {
+		if c.eof {
+			return 0, c.err
+		}
+		c.fill(len(p))
+	}
+	n := copy(p, c.pending)
+	c.pending = c.pending[n:]
+	return n, nil
+}
+
+// fill reads one chunk from r and converts it into pending.
+func (c *crlfReader) fill(want int) {
+	if want < 512 {
+		want = 512
+	}
+	if want > 32*1024 {
+		want = 32 * 1024
+	}
+	if cap(c.buf) < want {
+		c.buf = make([]byte, want)
+	}
+	in := c.buf[:want]
+	n, err := c.r.Read(in)
+	out := make([]byte, 0, n+n/16+2)
+	for _, b := range in[:n] {
+		if b == '\n' && c.prev != '\r' {
+			out = append(out, '\r')
+		}
+		out = append(out, b)
+		c.prev = b
+		c.any = true
+	}
+	if err != nil {
+		c.eof = true
+		c.err = err
+		if errors.Is(err, io.EOF) {
+			c.err = io.EOF
+			if c.any && c.prev != '\n' {
+				out = append(out, '\r', '\n')
+			}
+		}
+	}
+	c.pending = out
+}
+
+// ExactReader wraps r, which must yield exactly size octets. Reading past
+// size, or reaching EOF before it, gives an error wrapping ErrSizeMismatch,
+// so a length-framed protocol never sends a wrongly framed message.
+func ExactReader(r io.Reader, size int64) io.Reader {
+	return &exactReader{r: r, left: size}
+}
+
+type exactReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	if e.left == 0 {
+		// Check that the source is really at its end.
+		var one [1]byte
+		n, err := e.r.Read(one[:])
+		if n > 0 {
+			return 0, fmt.Errorf("message longer than announced: %w", ErrSizeMismatch)
+		}
+		if err == nil {
+			// A reader may return 0, nil; try once more before deciding.
+			n, err = e.r.Read(one[:])
+			if n > 0 {
+				return 0, fmt.Errorf("message longer than announced: %w", ErrSizeMismatch)
+			}
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return 0, err
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > e.left {
+		p = p[:e.left]
+	}
+	n, err := e.r.Read(p)
+	e.left -= int64(n)
+	if errors.Is(err, io.EOF) {
+		if e.left > 0 {
+			return n, fmt.Errorf("message %d octets shorter than announced: %w", e.left, ErrSizeMismatch)
+		}
+		err = nil
+	}
+	return n, err
+}
