@@ -1,0 +1,106 @@
+package pop2
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"popgate/mailstore"
+)
+
+// read is action 6: READ [n]. With n it sets the current message
+// indicator; without, it announces the current message (RFC 937 p.7).
+// A message that does not exist or is marked deleted is "=0", and the
+// state is ITEM either way, as the decision table says; a RETR then
+// closes the connection.
+func (c *conn) read(cmd command) ending {
+	if cmd.hasN {
+		c.cur = int(cmd.n)
+	}
+	c.announce()
+	c.st = stITEM
+	return keepOpen
+}
+
+// announce answers "=ccc" for the current message.
+func (c *conn) announce() {
+	c.curSize = 0
+	if c.sess != nil {
+		if m, err := c.sess.Message(c.cur); err == nil {
+			c.curSize = m.Size
+		}
+	}
+	c.wc.Line(lengthReply(c.curSize, c.cur))
+}
+
+// retr is action 7: send exactly the announced octets, no terminator and
+// no dot-stuffing, and go to NEXT. With nothing to send, close without a
+// reply (RFC 937 p.8: the server "will close the connection").
+func (c *conn) retr() ending {
+	if c.curSize == 0 || c.sess == nil {
+		c.log.Info().Int("msg", c.cur).Msg("RETR of a zero-length message: closing")
+		return closeAfterReply
+	}
+	rc, err := c.sess.Open(c.ctx, c.cur)
+	if err != nil {
+		c.log.Warn().Err(err).Int("msg", c.cur).Msg("RETR: opening message failed: closing")
+		return closeAfterReply
+	}
+	defer rc.Close()
+	if err := c.sendData(rc); err != nil {
+		ev := c.log.Info()
+		if errors.Is(err, mailstore.ErrSizeMismatch) {
+			ev = c.log.Error()
+		}
+		ev.Err(err).Int("msg", c.cur).Int64("size", c.curSize).Msg("RETR failed mid-message: closing")
+		return closeAtOnce
+	}
+	c.st = stNEXT
+	return keepOpen
+}
+
+// sendData copies the message into the reply buffer chunk by chunk,
+// re-arming the write deadline for each chunk. The reader is a
+// Session.Open reader: it fails with ErrSizeMismatch rather than yield
+// more or fewer octets than announced.
+func (c *conn) sendData(r io.Reader) error {
+	buf := make([]byte, 32*1024)
+	w := c.wc.Writer()
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if xerr := c.wc.ExtendWrite(); xerr != nil {
+				return fmt.Errorf("pop2: write deadline: %w", xerr)
+			}
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return fmt.Errorf("pop2: sending message: %w", werr)
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("pop2: reading message: %w", err)
+		}
+	}
+}
+
+// ack is action 8: ACKS keeps the message and marks it seen, ACKD marks
+// it deleted (removed when the mailbox is released), both advance the
+// current message indicator; NACK leaves it. The reply announces the
+// (now) current message.
+func (c *conn) ack(in input) ending {
+	switch in {
+	case inACKS:
+		c.sess.MarkRetrieved(c.cur)
+		c.cur++
+	case inACKD:
+		if err := c.sess.Delete(c.cur); err != nil {
+			c.log.Warn().Err(err).Int("msg", c.cur).Msg("ACKD: marking failed")
+		}
+		c.cur++
+	}
+	c.announce()
+	c.st = stITEM
+	return keepOpen
+}
