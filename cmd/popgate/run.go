@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/pflag"
+
+	"popgate/mailstore"
+	"popgate/pop3"
+)
+
+// Demo listening addresses, used when no listener flag is given.
+const (
+	demoPOP3Addr = "127.0.0.1:1110"
+)
+
+// config is the parsed command line.
+type config struct {
+	pop3Addrs       []string
+	store           string
+	hostname        string
+	logLevel        string
+	logFormat       string
+	authTimeout     time.Duration
+	idleTimeout     time.Duration
+	shutdownTimeout time.Duration
+	maxConns        int
+}
+
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	cfg := &config{}
+	fs := pflag.NewFlagSet("popgate", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: popgate [flags]\n\n"+
+			"popgate serves mail over POP3 (RFC 1939) from one mailstore.\n"+
+			"With no listener flag it serves POP3 on %s; with no flags at all it runs\n"+
+			"the demo maildrop (user demo, password demo).\n\nFlags:\n", demoPOP3Addr)
+		fs.PrintDefaults()
+	}
+	fs.StringArrayVar(&cfg.pop3Addrs, "pop3", nil, "POP3 listener `ADDR` (host:port; repeatable)")
+	fs.StringVar(&cfg.store, "store", "memory:", "mail store `URL`: memory: (the demo maildrop)")
+	fs.StringVar(&cfg.hostname, "hostname", "", "host `NAME` in greetings and APOP timestamps (default: the system host name)")
+	fs.StringVar(&cfg.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn, error")
+	fs.StringVar(&cfg.logFormat, "log-format", "console", "log `FORMAT`: console or json")
+	fs.DurationVar(&cfg.authTimeout, "auth-timeout", 2*time.Minute, "idle limit before login")
+	fs.DurationVar(&cfg.idleTimeout, "idle-timeout", 10*time.Minute, "idle limit after login (RFC 1939 asks for at least 10m)")
+	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 5*time.Second, "on SIGINT/SIGTERM, how long sessions may run on before they are closed without UPDATE")
+	fs.IntVar(&cfg.maxConns, "max-conns", 1000, "most simultaneous connections over all listeners (0: no limit)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	if len(cfg.pop3Addrs) == 0 {
+		cfg.pop3Addrs = []string{demoPOP3Addr}
+	}
+	if cfg.idleTimeout < 10*time.Minute {
+		fmt.Fprintf(stderr, "popgate: warning: --idle-timeout %v is shorter than the 10 minutes RFC 1939 §3 asks for\n", cfg.idleTimeout)
+	}
+	return cfg, nil
+}
+
+func newLogger(cfg *config, stderr io.Writer) (zerolog.Logger, error) {
+	level, err := zerolog.ParseLevel(strings.ToLower(cfg.logLevel))
+	if err != nil || cfg.logLevel == "" {
+		return zerolog.Nop(), fmt.Errorf("--log-level %q: want debug, info, warn or error", cfg.logLevel)
+	}
+	var w io.Writer
+	switch cfg.logFormat {
+	case "json":
+		w = stderr
+	case "console":
+		w = zerolog.ConsoleWriter{Out: stderr, TimeFormat: time.RFC3339}
+	default:
+		return zerolog.Nop(), fmt.Errorf("--log-format %q: want console or json", cfg.logFormat)
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
+}
+
+// openStore builds the store named by the --store URL. demo reports
+// whether it is the demo maildrop.
+func openStore(ctx context.Context, cfg *config) (st mailstore.Store, demo bool, err error) {
+	scheme, _, _ := strings.Cut(cfg.store, ":")
+	switch scheme {
+	case "memory":
+		s, err := newDemoStore(ctx)
+		return s, true, err
+	default:
+		return nil, false, fmt.Errorf("--store %q: unknown store (want memory:)", cfg.store)
+	}
+}
+
+// run is the whole program; main only supplies the context and streams.
+// It returns the exit status: 0 after a clean shutdown or --help, 1 on a
+// start-up failure, 2 on a usage error.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseFlags(args, stderr)
+	if errors.Is(err, pflag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "popgate: %v\n", err)
+		return 2
+	}
+	log, err := newLogger(cfg, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "popgate: %v\n", err)
+		return 2
+	}
+	if cfg.hostname == "" {
+		if h, err := os.Hostname(); err == nil {
+			cfg.hostname = h
+		} else {
+			cfg.hostname = "localhost"
+		}
+	}
+	store, demo, err := openStore(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "popgate: %v\n", err)
+		return 1
+	}
+
+	p3, err := pop3.New(pop3.Options{
+		Store:       store,
+		Hostname:    cfg.hostname,
+		Logger:      log,
+		AuthTimeout: cfg.authTimeout,
+		IdleTimeout: cfg.idleTimeout,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "popgate: pop3: %v\n", err)
+		return 1
+	}
+
+	ls := newListeners(log, cfg.maxConns)
+	var bound []string
+	for _, addr := range cfg.pop3Addrs {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			ls.shutdown(0)
+			fmt.Fprintf(stderr, "popgate: cannot listen for POP3 on %s: %v\n", addr, unwrapOpError(err))
+			return 1
+		}
+		log.Info().Str("proto", "pop3").Str("listen", ln.Addr().String()).Msg("listening")
+		ls.serve(ln, "pop3", p3)
+		bound = append(bound, ln.Addr().String())
+	}
+	printWelcome(stdout, bound, demo)
+
+	<-ctx.Done()
+	log.Info().Msg("shutting down: no new connections")
+	ls.shutdown(cfg.shutdownTimeout)
+	log.Info().Msg("stopped")
+	return 0
+}
+
+// unwrapOpError drops the repetition in "listen tcp ADDR: bind: ..." so the
+// one-line message stays short.
+func unwrapOpError(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
+}
+
+func printWelcome(w io.Writer, pop3Addrs []string, demo bool) {
+	for _, a := range pop3Addrs {
+		host, port, _ := net.SplitHostPort(a)
+		fmt.Fprintf(w, "popgate: POP3 on %s   try: telnet %s %s\n", a, host, port)
+	}
+	if demo {
+		fmt.Fprintf(w, "popgate: demo maildrop: user %q, password %q, %d messages (in memory; changes are lost at exit)\n",
+			demoUser, demoPassword, len(demoMessages))
+		if len(pop3Addrs) > 0 {
+			host, port, _ := net.SplitHostPort(pop3Addrs[0])
+			fmt.Fprintf(w, "popgate: python3 -c \"import poplib; p=poplib.POP3('%s',%s); p.user('demo'); p.pass_('demo'); print(p.list())\"\n", host, port)
+		}
+	}
+	fmt.Fprintln(w, "popgate: press Ctrl-C to stop")
+}
