@@ -6,6 +6,8 @@
 package tools
 
 import (
+	_ "github.com/emersion/go-imap/v2/imapclient"
+	_ "github.com/emersion/go-imap/v2/imapserver/imapmemserver"
 	_ "github.com/emersion/go-sasl"
 	_ "github.com/google/go-cmp/cmp"
 	_ "github.com/rs/zerolog"
