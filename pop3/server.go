@@ -241,13 +241,13 @@ func remoteAddr(nc net.Conn) string {
 
 // sanitizeText keeps the octets that may appear in reply text: printable
 // ASCII except "<" and ">" (they would fake an APOP timestamp, RFC 2449
-// §6.2) and "[" (it would start a response code, RFC 2449 §8). It caps
+// §6.2) and "[", "]" (a response code, RFC 2449 §8). It caps
 // the length so that replies stay within 512 octets (RFC 1939 §3).
 func sanitizeText(s string) string {
 	var b strings.Builder
 	for i := 0; i < len(s) && b.Len() < 128; i++ {
 		c := s[i]
-		if c > 0x20 && c < 0x7f && c != '<' && c != '>' && c != '[' {
+		if c > 0x20 && c < 0x7f && c != '<' && c != '>' && c != '[' && c != ']' {
 			b.WriteByte(c)
 		} else if c == ' ' {
 			b.WriteByte(c)
