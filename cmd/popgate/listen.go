@@ -112,11 +112,19 @@ func (l *listeners) shutdown(grace time.Duration) {
 		l.conns.Wait()
 		close(done)
 	}()
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
 	select {
 	case <-done:
 		l.cancelSess()
 		return
-	case <-time.After(grace):
+	case <-timer.C:
+	}
+	if l.open.Load() == 0 {
+		// Every session ended just as the grace period did.
+		<-done
+		l.cancelSess()
+		return
 	}
 	l.log.Info().Int64("sessions", l.open.Load()).Msg("grace period over; closing remaining sessions without UPDATE")
 	l.cancelSess()

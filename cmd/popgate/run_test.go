@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer safe for one writer and one polling reader.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// startRun runs the program in the background and returns the address its
+// first listener printed, a stop function and a channel with the exit
+// status.
+func startRun(t *testing.T, args ...string) (string, *syncBuffer, context.CancelFunc, <-chan int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, args, &stdout, &stderr) }()
+	re := regexp.MustCompile(`POP3 on (\S+)`)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := re.FindStringSubmatch(stdout.String()); m != nil {
+			t.Cleanup(cancel)
+			return m[1], &stderr, cancel, done
+		}
+		select {
+		case code := <-done:
+			cancel()
+			t.Fatalf("run exited with %d before listening; stderr:\n%s", code, stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	cancel()
+	t.Fatalf("no listening address printed; stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	return "", nil, nil, nil
+}
+
+type client struct {
+	t *testing.T
+	c net.Conn
+	r *bufio.Reader
+}
+
+func dial(t *testing.T, addr string) *client {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	return &client{t: t, c: c, r: bufio.NewReader(c)}
+}
+
+func (c *client) line() string {
+	c.t.Helper()
+	l, err := c.r.ReadString('\n')
+	if err != nil {
+		c.t.Fatalf("reading reply: %v (got %q)", err, l)
+	}
+	return strings.TrimRight(l, "\r\n")
+}
+
+func (c *client) cmd(s string) string {
+	c.t.Helper()
+	if _, err := c.c.Write([]byte(s + "\r\n")); err != nil {
+		c.t.Fatalf("sending %q: %v", s, err)
+	}
+	return c.line()
+}
+
+func expectPrefix(t *testing.T, got, prefix string) {
+	t.Helper()
+	if !strings.HasPrefix(got, prefix) {
+		t.Fatalf("reply %q, want prefix %q", got, prefix)
+	}
+}
+
+func TestDemoServesPOP3(t *testing.T) {
+	addr, _, _, _ := startRun(t, "--pop3", "127.0.0.1:0", "--hostname", "demo.test")
+	c := dial(t, addr)
+	expectPrefix(t, c.line(), "+OK")
+	expectPrefix(t, c.cmd("USER demo"), "+OK")
+	expectPrefix(t, c.cmd("PASS demo"), "+OK")
+	want := "+OK " + strconv.Itoa(len(demoMessages)) + " "
+	expectPrefix(t, c.cmd("STAT"), want)
+	expectPrefix(t, c.cmd("QUIT"), "+OK")
+}
+
+func TestShutdownClosesIdleSessionsWithoutUpdate(t *testing.T) {
+	addr, _, stop, done := startRun(t, "--pop3", "127.0.0.1:0", "--shutdown-timeout", "200ms")
+	c := dial(t, addr)
+	expectPrefix(t, c.line(), "+OK")
+	expectPrefix(t, c.cmd("USER demo"), "+OK")
+	expectPrefix(t, c.cmd("PASS demo"), "+OK")
+	expectPrefix(t, c.cmd("DELE 1"), "+OK")
+	stop()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("run returned %d after shutdown, want 0", code)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not return after shutdown")
+	}
+	// The idle session was closed by the server, with no reply to a QUIT
+	// it never received.
+	_ = c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if l, err := c.r.ReadString('\n'); err == nil {
+		t.Fatalf("read %q after shutdown, want the connection closed", l)
+	}
+	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		t.Fatalf("listener %s still accepts after shutdown", addr)
+	}
+}
+
+func TestListenFailureIsOneLineAndNonZero(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var stdout, stderr syncBuffer
+	code := run(context.Background(), []string{"--pop3", ln.Addr().String()}, &stdout, &stderr)
+	if code == 0 {
+		t.Fatalf("run on a busy port returned 0")
+	}
+	msg := strings.TrimSpace(stderr.String())
+	if strings.Count(msg, "\n") != 0 || !strings.Contains(msg, ln.Addr().String()) || !strings.Contains(msg, "in use") {
+		t.Fatalf("stderr = %q, want one line naming the address and 'in use'", msg)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"--no-such-flag"},
+		{"--log-format", "xml"},
+		{"--log-level", "loud"},
+		{"stray-argument"},
+	} {
+		var stdout, stderr syncBuffer
+		if code := run(context.Background(), args, &stdout, &stderr); code != 2 {
+			t.Errorf("run(%q) = %d, want 2; stderr %q", args, code, stderr.String())
+		}
+	}
+	var stdout, stderr syncBuffer
+	if code := run(context.Background(), []string{"--help"}, &stdout, &stderr); code != 0 {
+		t.Errorf("run(--help) = %d, want 0", code)
+	}
+	if !strings.Contains(stderr.String(), "--pop3") {
+		t.Errorf("--help output does not list --pop3: %q", stderr.String())
+	}
+	if code := run(context.Background(), []string{"--store", "nosuch:x", "--pop3", "127.0.0.1:0"}, &stdout, &stderr); code != 1 {
+		t.Errorf("run with an unknown store = %d, want 1", code)
+	}
+}
