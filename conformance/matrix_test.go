@@ -1,0 +1,143 @@
+package conformance_test
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"popgate/conformance"
+	"popgate/mailstore"
+	"popgate/mailstore/memstore"
+	"popgate/pop3"
+)
+
+var (
+	update  = flag.Bool("update", false, "rewrite the S: and S~ lines that do not match with what the server sent")
+	logConn = flag.Bool("conformance.log", false, "log the servers' connection logs through t.Log")
+)
+
+// frontEnd builds a connection handler for one protocol over a store.
+type frontEnd func(st mailstore.Store, log zerolog.Logger) (conformance.Handler, error)
+
+// frontEnds maps a protocol, which is also its directory under testdata,
+// to its front end. Adding a protocol is one entry here.
+func frontEnds() map[string]frontEnd {
+	return map[string]frontEnd{
+		"pop3": func(st mailstore.Store, log zerolog.Logger) (conformance.Handler, error) {
+			srv, err := pop3.New(pop3.Options{Store: st, Hostname: "popgate.test", Logger: log})
+			if err != nil {
+				return nil, err
+			}
+			return srv.ServeConn, nil
+		},
+	}
+}
+
+// backend is a store every transcript runs against. new returns a fresh,
+// empty store that also implements mailstore.Provisioner.
+type backend struct {
+	name string
+	new  func(t *testing.T) mailstore.Store
+}
+
+// backends lists the stores of the matrix. Adding one is one entry here.
+func backends() []backend {
+	return []backend{
+		{"memstore", func(*testing.T) mailstore.Store { return memstore.New() }},
+	}
+}
+
+// TestMatrix runs every transcript under testdata/PROTO against every
+// backend: TestMatrix/PROTO/BACKEND/FILE.
+func TestMatrix(t *testing.T) {
+	dirs, err := os.ReadDir("testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fes := frontEnds()
+	for _, d := range dirs {
+		if !d.IsDir() {
+			continue
+		}
+		proto := d.Name()
+		t.Run(proto, func(t *testing.T) {
+			fe, ok := fes[proto]
+			if !ok {
+				t.Skipf("no front end registered for %s in frontEnds", proto)
+			}
+			files, err := filepath.Glob(filepath.Join("testdata", proto, "*.txtar"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sort.Strings(files)
+			for _, b := range backends() {
+				t.Run(b.name, func(t *testing.T) {
+					for _, file := range files {
+						name := filepath.Base(file)
+						t.Run(name[:len(name)-len(".txtar")], func(t *testing.T) {
+							if !*update {
+								t.Parallel()
+							}
+							runFile(t, file, proto, fe, b)
+						})
+					}
+				})
+			}
+		})
+	}
+}
+
+func runFile(t *testing.T, file, proto string, fe frontEnd, b backend) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := conformance.Parse(file, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Proto != proto {
+		t.Fatalf("%s: proto: %s, but the file is under testdata/%s", file, s.Proto, proto)
+	}
+	log := zerolog.Nop()
+	if *logConn {
+		log = zerolog.New(zerolog.NewTestWriter(t))
+	}
+	st := b.new(t)
+	h, err := fe(st, log)
+	if err != nil {
+		t.Fatalf("front end: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tgt, err := conformance.NewStoreTarget(ctx, st, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := tgt.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	r := conformance.Runner{Update: *update}
+	res, err := r.Run(ctx, s, tgt)
+	if *update && len(res.Fixes) > 0 {
+		if werr := os.WriteFile(file, conformance.Rewrite(data, res.Fixes), 0o644); werr != nil {
+			t.Fatal(werr)
+		}
+		t.Logf("%s: rewrote %d lines", file, len(res.Fixes))
+	}
+	if errors.Is(err, conformance.ErrSkip) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
