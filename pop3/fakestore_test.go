@@ -42,9 +42,11 @@ func (s *fakeStore) Login(_ context.Context, user, pass string) (mailstore.Accou
 
 type fakeAccount struct{ s *fakeStore }
 
-func (a fakeAccount) User() string                              { return testUser }
-func (a fakeAccount) Folders(context.Context) ([]string, error) { return []string{mailstore.Inbox}, nil }
-func (a fakeAccount) Close() error                              { return nil }
+func (a fakeAccount) User() string { return testUser }
+func (a fakeAccount) Folders(context.Context) ([]string, error) {
+	return []string{mailstore.Inbox}, nil
+}
+func (a fakeAccount) Close() error { return nil }
 func (a fakeAccount) Open(context.Context, string) (mailstore.Maildrop, error) {
 	if a.s.openErr != nil {
 		return nil, fmt.Errorf("fake open: %w", a.s.openErr)
