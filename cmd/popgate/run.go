@@ -14,17 +14,20 @@ import (
 	"github.com/spf13/pflag"
 
 	"popgate/mailstore"
+	"popgate/pop2"
 	"popgate/pop3"
 )
 
 // Demo listening addresses, used when no listener flag is given.
 const (
 	demoPOP3Addr = "127.0.0.1:1110"
+	demoPOP2Addr = "127.0.0.1:1109"
 )
 
 // config is the parsed command line.
 type config struct {
 	pop3Addrs       []string
+	pop2Addrs       []string
 	store           string
 	hostname        string
 	logLevel        string
@@ -41,18 +44,19 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: popgate [flags]\n\n"+
-			"popgate serves mail over POP3 (RFC 1939) from one mailstore.\n"+
-			"With no listener flag it serves POP3 on %s; with no flags at all it runs\n"+
-			"the demo maildrop (user demo, password demo).\n\nFlags:\n", demoPOP3Addr)
+			"popgate serves mail over POP3 (RFC 1939) and POP2 (RFC 937) from one mailstore.\n"+
+			"With no listener flag it serves POP3 on %s and POP2 on %s; with the\n"+
+			"default --store it serves the demo maildrop (user demo, password demo).\n\nFlags:\n", demoPOP3Addr, demoPOP2Addr)
 		fs.PrintDefaults()
 	}
-	fs.StringArrayVar(&cfg.pop3Addrs, "pop3", nil, "POP3 listener `ADDR` (host:port; repeatable)")
+	fs.StringArrayVar(&cfg.pop3Addrs, "pop3", nil, "POP3 (RFC 1939) listener `ADDR` (host:port; repeatable); standard port 110")
+	fs.StringArrayVar(&cfg.pop2Addrs, "pop2", nil, "POP2 (RFC 937) listener `ADDR` (repeatable); standard port 109")
 	fs.StringVar(&cfg.store, "store", "memory:", "mail store `URL`: memory: (the demo maildrop)")
 	fs.StringVar(&cfg.hostname, "hostname", "", "host `NAME` in greetings and APOP timestamps (default: the system host name)")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn, error")
 	fs.StringVar(&cfg.logFormat, "log-format", "console", "log `FORMAT`: console or json")
-	fs.DurationVar(&cfg.authTimeout, "auth-timeout", 2*time.Minute, "idle limit before login")
-	fs.DurationVar(&cfg.idleTimeout, "idle-timeout", 10*time.Minute, "idle limit after login (RFC 1939 asks for at least 10m)")
+	fs.DurationVar(&cfg.authTimeout, "auth-timeout", 0, "idle limit before login (default: each protocol's own: POP3 2m, POP2 3m)")
+	fs.DurationVar(&cfg.idleTimeout, "idle-timeout", 0, "idle limit after login (default: POP3 10m, the RFC 1939 minimum; POP2 30m)")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 5*time.Second, "on SIGINT/SIGTERM, how long sessions may run on before they are closed without UPDATE")
 	fs.IntVar(&cfg.maxConns, "max-conns", 1000, "most simultaneous connections over all listeners (0: no limit)")
 	if err := fs.Parse(args); err != nil {
@@ -61,10 +65,11 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
 	}
-	if len(cfg.pop3Addrs) == 0 {
+	if len(cfg.pop3Addrs) == 0 && len(cfg.pop2Addrs) == 0 {
 		cfg.pop3Addrs = []string{demoPOP3Addr}
+		cfg.pop2Addrs = []string{demoPOP2Addr}
 	}
-	if cfg.idleTimeout < 10*time.Minute {
+	if cfg.idleTimeout != 0 && cfg.idleTimeout < 10*time.Minute {
 		fmt.Fprintf(stderr, "popgate: warning: --idle-timeout %v is shorter than the 10 minutes RFC 1939 §3 asks for\n", cfg.idleTimeout)
 	}
 	return cfg, nil
@@ -141,19 +146,39 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "popgate: pop3: %v\n", err)
 		return 1
 	}
+	p2, err := pop2.New(pop2.Options{
+		Store:       store,
+		Hostname:    cfg.hostname,
+		Logger:      log,
+		AuthTimeout: cfg.authTimeout,
+		IdleTimeout: cfg.idleTimeout,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "popgate: pop2: %v\n", err)
+		return 1
+	}
 
 	ls := newListeners(log, cfg.maxConns)
-	var bound []string
-	for _, addr := range cfg.pop3Addrs {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			ls.shutdown(0)
-			fmt.Fprintf(stderr, "popgate: cannot listen for POP3 on %s: %v\n", addr, unwrapOpError(err))
-			return 1
+	var bound []boundListener
+	for _, l := range []struct {
+		proto, name string
+		addrs       []string
+		fe          frontEnd
+	}{
+		{"pop3", "POP3", cfg.pop3Addrs, p3},
+		{"pop2", "POP2", cfg.pop2Addrs, p2},
+	} {
+		for _, addr := range l.addrs {
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				ls.shutdown(0)
+				fmt.Fprintf(stderr, "popgate: cannot listen for %s on %s: %v\n", l.name, addr, unwrapOpError(err))
+				return 1
+			}
+			log.Info().Str("proto", l.proto).Str("listen", ln.Addr().String()).Msg("listening")
+			ls.serve(ln, l.proto, l.fe)
+			bound = append(bound, boundListener{l.name, ln.Addr().String()})
 		}
-		log.Info().Str("proto", "pop3").Str("listen", ln.Addr().String()).Msg("listening")
-		ls.serve(ln, "pop3", p3)
-		bound = append(bound, ln.Addr().String())
 	}
 	printWelcome(stdout, bound, demo)
 
@@ -174,17 +199,23 @@ func unwrapOpError(err error) error {
 	return err
 }
 
-func printWelcome(w io.Writer, pop3Addrs []string, demo bool) {
-	for _, a := range pop3Addrs {
-		host, port, _ := net.SplitHostPort(a)
-		fmt.Fprintf(w, "popgate: POP3 on %s   try: telnet %s %s\n", a, host, port)
+// boundListener is a listening address and the protocol it serves.
+type boundListener struct{ proto, addr string }
+
+func printWelcome(w io.Writer, bound []boundListener, demo bool) {
+	for _, b := range bound {
+		host, port, _ := net.SplitHostPort(b.addr)
+		fmt.Fprintf(w, "popgate: %s on %s   try: telnet %s %s\n", b.proto, b.addr, host, port)
 	}
 	if demo {
 		fmt.Fprintf(w, "popgate: demo maildrop: user %q, password %q, %d messages (in memory; changes are lost at exit)\n",
 			demoUser, demoPassword, len(demoMessages))
-		if len(pop3Addrs) > 0 {
-			host, port, _ := net.SplitHostPort(pop3Addrs[0])
-			fmt.Fprintf(w, "popgate: python3 -c \"import poplib; p=poplib.POP3('%s',%s); p.user('demo'); p.pass_('demo'); print(p.list())\"\n", host, port)
+		for _, b := range bound {
+			if b.proto == "POP3" {
+				host, port, _ := net.SplitHostPort(b.addr)
+				fmt.Fprintf(w, "popgate: python3 -c \"import poplib; p=poplib.POP3('%s',%s); p.user('demo'); p.pass_('demo'); print(p.list())\"\n", host, port)
+				break
+			}
 		}
 	}
 	fmt.Fprintln(w, "popgate: press Ctrl-C to stop")

@@ -11,6 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"popgate/mailstore"
+	"popgate/pop2/pop2client"
 )
 
 // syncBuffer is a bytes.Buffer safe for one writer and one polling reader.
@@ -36,16 +39,25 @@ func (b *syncBuffer) String() string {
 // status.
 func startRun(t *testing.T, args ...string) (string, *syncBuffer, context.CancelFunc, <-chan int) {
 	t.Helper()
+	addr, _, stderr, cancel, done := startRunOut(t, args...)
+	return addr, stderr, cancel, done
+}
+
+// startRunOut is startRun that also returns the program's stdout.
+func startRunOut(t *testing.T, args ...string) (string, *syncBuffer, *syncBuffer, context.CancelFunc, <-chan int) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr syncBuffer
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, args, &stdout, &stderr) }()
-	re := regexp.MustCompile(`POP3 on (\S+)`)
+	re := regexp.MustCompile(`POP\d on (\S+)`)
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if m := re.FindStringSubmatch(stdout.String()); m != nil {
+		// The welcome text is complete once it says how to stop.
+		out := stdout.String()
+		if m := re.FindStringSubmatch(out); m != nil && strings.Contains(out, "Ctrl-C") {
 			t.Cleanup(cancel)
-			return m[1], &stderr, cancel, done
+			return m[1], &stdout, &stderr, cancel, done
 		}
 		select {
 		case code := <-done:
@@ -56,7 +68,7 @@ func startRun(t *testing.T, args ...string) (string, *syncBuffer, context.Cancel
 	}
 	cancel()
 	t.Fatalf("no listening address printed; stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
-	return "", nil, nil, nil
+	return "", nil, nil, nil, nil
 }
 
 type client struct {
@@ -176,5 +188,35 @@ func TestUsageErrors(t *testing.T) {
 	}
 	if code := run(context.Background(), []string{"--store", "nosuch:x", "--pop3", "127.0.0.1:0"}, &stdout, &stderr); code != 1 {
 		t.Errorf("run with an unknown store = %d, want 1", code)
+	}
+}
+
+// TestDemoServesPOP2AndPOP3TheSameMailbox fetches the demo maildrop over
+// POP2 and checks each message against the demo text in its CRLF form.
+func TestDemoServesPOP2AndPOP3TheSameMailbox(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, stdout, _, _, _ := startRunOut(t, "--pop3", "127.0.0.1:0", "--pop2", "127.0.0.1:0")
+	m := regexp.MustCompile(`POP2 on (\S+)`).FindStringSubmatch(stdout.String())
+	if m == nil {
+		t.Fatalf("no POP2 address printed: %q", stdout.String())
+	}
+	c, err := pop2client.Dial(ctx, m[1])
+	if err != nil {
+		t.Fatalf("pop2 dial: %v", err)
+	}
+	defer c.Close()
+	n, err := c.Helo(demoUser, demoPassword)
+	if err != nil || n != len(demoMessages) {
+		t.Fatalf("HELO = %d, %v; want %d messages", n, err, len(demoMessages))
+	}
+	msgs, err := c.FetchAll(n, pop2client.FetchOptions{InFlight: 8})
+	if err != nil {
+		t.Fatalf("FetchAll: %v", err)
+	}
+	for i, msg := range msgs {
+		if want := mailstore.ToCRLF([]byte(demoMessages[i])); !bytes.Equal(msg.Data, want) {
+			t.Errorf("POP2 message %d = %q, want %q", i+1, msg.Data, want)
+		}
 	}
 }
