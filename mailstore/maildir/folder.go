@@ -1,0 +1,505 @@
+package maildir
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"popgate/mailstore"
+)
+
+// account is a logged-in user.
+type account struct {
+	s    *Store
+	user string
+	root string
+}
+
+func (a *account) User() string { return a.user }
+
+// Folders lists INBOX and the Maildir++ subfolders: every directory ".Name"
+// of the root that has a cur/ directory is the folder "Name".
+func (a *account) Folders(ctx context.Context) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("maildir: folders of %q: %w", a.user, err)
+	}
+	entries, err := os.ReadDir(a.root)
+	if err != nil {
+		return nil, permanent(fmt.Errorf("maildir: folders of %q: %w", a.user, err))
+	}
+	var names []string
+	for _, e := range entries {
+		n := e.Name()
+		if len(n) < 2 || n[0] != '.' || n == ".." {
+			continue
+		}
+		if st, err := os.Stat(filepath.Join(a.root, n, "cur")); err == nil && st.IsDir() {
+			names = append(names, n[1:])
+		}
+	}
+	sort.Strings(names)
+	return append([]string{mailstore.Inbox}, names...), nil
+}
+
+// Open locks the folder and takes its snapshot.
+func (a *account) Open(ctx context.Context, folder string) (mailstore.Maildrop, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("maildir: open %q: %w", folder, err)
+	}
+	dir, err := folderDir(a.root, folder)
+	if err != nil {
+		return nil, err
+	}
+	if dir != a.root {
+		st, err := os.Stat(filepath.Join(dir, "cur"))
+		if errors.Is(err, fs.ErrNotExist) || (err == nil && !st.IsDir()) {
+			return nil, fmt.Errorf("maildir: folder %q of %q: %w", folder, a.user, mailstore.ErrNoSuchFolder)
+		}
+		if err != nil {
+			return nil, permanent(fmt.Errorf("maildir: folder %q of %q: %w", folder, a.user, err))
+		}
+	}
+	lock, err := a.s.acquireLock(dir)
+	if err != nil {
+		return nil, permanent(err)
+	}
+	md, err := a.s.snapshot(ctx, dir)
+	if err != nil {
+		_ = lock.release()
+		return nil, fmt.Errorf("maildir: folder %q of %q: %w", mailstore.FolderName(folder), a.user, err)
+	}
+	md.lock = lock
+	return md, nil
+}
+
+func (a *account) Close() error { return nil }
+
+// message is one message of a snapshot.
+type message struct {
+	uid  string
+	fn   fileName // current file name in cur/
+	size int64
+}
+
+// maildrop is one locked folder.
+type maildrop struct {
+	s     *Store
+	dir   string
+	cur   string
+	lock  *folderLock
+	msgs  []message
+	byUID map[string]int
+	cache *cache
+	// cacheDirty is set when the cache must be written at the end of the
+	// session (sizes corrected, messages deleted).
+	cacheDirty bool
+	done       bool
+}
+
+// snapshot moves new/ to cur/, reconciles cur/ with the cache and returns
+// the maildrop. The caller holds dir's lock.
+func (s *Store) snapshot(ctx context.Context, dir string) (*maildrop, error) {
+	top, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, permanent(fmt.Errorf("reading %s: %w", dir, err))
+	}
+	removeCacheTemps(dir, top)
+	s.removeLockTemps(dir, top)
+	cur := filepath.Join(dir, "cur")
+	if err := s.moveNew(ctx, dir, cur); err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(cur)
+	if err != nil {
+		return nil, permanent(fmt.Errorf("reading %s: %w", cur, err))
+	}
+	c, cerr := readCache(dir)
+	if cerr != nil {
+		s.log.Warn().Err(cerr).Str("dir", dir).Msg("rebuilding maildir cache")
+	}
+	var dove map[string]dovecotEntry
+	if s.opts.UIDLFormat == UIDLDovecot {
+		if dove, err = dovecotUIDLs(dir); err != nil {
+			s.log.Warn().Err(err).Str("dir", dir).Msg("ignoring dovecot-uidlist")
+		}
+	}
+
+	present := make(map[string]fileName, len(entries))
+	var fresh []fileName
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") || e.IsDir() {
+			continue
+		}
+		fn := parseName(name)
+		if _, dup := present[fn.base]; dup {
+			s.log.Warn().Str("dir", cur).Str("file", name).Msg("skipping second file with the same base name")
+			continue
+		}
+		present[fn.base] = fn
+		if _, ok := c.entries[fn.base]; !ok {
+			fresh = append(fresh, fn)
+		}
+	}
+	changed := cerr != nil
+	used := make(map[string]bool, len(c.entries))
+	for base, e := range c.entries {
+		if _, ok := present[base]; !ok {
+			delete(c.entries, base)
+			changed = true
+			continue
+		}
+		used[e.uid] = true
+	}
+
+	// Messages new to the cache are numbered in delivery order: Dovecot's
+	// UID where it has one, else the time at the start of the name.
+	sort.SliceStable(fresh, func(i, j int) bool {
+		di, iok := dove[fresh[i].base]
+		dj, jok := dove[fresh[j].base]
+		if iok != jok {
+			return iok
+		}
+		if iok && di.imapUID != dj.imapUID {
+			return di.imapUID < dj.imapUID
+		}
+		si, ui := deliveryOrder(fresh[i].base)
+		sj, uj := deliveryOrder(fresh[j].base)
+		if si != sj {
+			return si < sj
+		}
+		if ui != uj {
+			return ui < uj
+		}
+		return fresh[i].base < fresh[j].base
+	})
+	for k, fn := range fresh {
+		if k%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("listing %s: %w", cur, err)
+			}
+		}
+		size := fn.vsize
+		if size < 0 {
+			size, err = s.countSize(filepath.Join(cur, fn.name))
+			if errors.Is(err, fs.ErrNotExist) {
+				delete(present, fn.base) // removed by someone else meanwhile
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		uid := ""
+		if e, ok := dove[fn.base]; ok {
+			uid = e.uidl
+		}
+		if uid == "" {
+			uid = baseUID(fn.base)
+		}
+		if used[uid] {
+			uid = hashedUID(fn.base)
+		}
+		if used[uid] {
+			uid = hashedUID(fn.base + "\x00" + strconv.FormatUint(c.next, 10))
+		}
+		used[uid] = true
+		c.entries[fn.base] = cacheEntry{seq: c.next, size: size, uid: uid}
+		c.next++
+		changed = true
+	}
+	if changed {
+		if err := c.write(dir, s.pid); err != nil {
+			s.log.Warn().Err(err).Str("dir", dir).Msg("cannot save maildir cache")
+		}
+	}
+
+	md := &maildrop{s: s, dir: dir, cur: cur, cache: c, msgs: make([]message, 0, len(present))}
+	for base, fn := range present {
+		e := c.entries[base]
+		md.msgs = append(md.msgs, message{uid: e.uid, fn: fn, size: e.size})
+	}
+	sort.Slice(md.msgs, func(i, j int) bool {
+		return c.entries[md.msgs[i].fn.base].seq < c.entries[md.msgs[j].fn.base].seq
+	})
+	md.byUID = make(map[string]int, len(md.msgs))
+	for i, m := range md.msgs {
+		md.byUID[m.uid] = i
+	}
+	return md, nil
+}
+
+// moveNew moves every file of new/ to cur/, adding an empty ":2," info.
+func (s *Store) moveNew(ctx context.Context, dir, cur string) error {
+	newDir := filepath.Join(dir, "new")
+	entries, err := os.ReadDir(newDir)
+	if err != nil {
+		return permanent(fmt.Errorf("reading %s: %w", newDir, err))
+	}
+	moved := 0
+	for k, e := range entries {
+		if k%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("moving new mail: %w", err)
+			}
+		}
+		name := e.Name()
+		if strings.HasPrefix(name, ".") || e.IsDir() {
+			continue
+		}
+		err := os.Rename(filepath.Join(newDir, name), filepath.Join(cur, curName(name)))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // moved or removed by another program
+		}
+		if err != nil {
+			return permanent(fmt.Errorf("moving %s to cur/: %w", name, err))
+		}
+		moved++
+	}
+	if moved > 0 {
+		if err := syncDir(cur); err != nil {
+			return err
+		}
+		if err := syncDir(newDir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// countSize reads a message once to find the size of its CRLF form.
+func (s *Store) countSize(path string) (int64, error) {
+	s.sizeReads.Add(1)
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return 0, err
+		}
+		return 0, permanent(fmt.Errorf("sizing %s: %w", path, err))
+	}
+	defer f.Close()
+	n, err := mailstore.CRLFSize(f)
+	if err != nil {
+		return 0, permanent(fmt.Errorf("sizing %s: %w", path, err))
+	}
+	return n, nil
+}
+
+func (m *maildrop) Messages(ctx context.Context) ([]mailstore.MessageInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("maildir: listing: %w", err)
+	}
+	out := make([]mailstore.MessageInfo, len(m.msgs))
+	for i, msg := range m.msgs {
+		out[i] = mailstore.MessageInfo{UID: msg.uid, Size: msg.size, Seen: msg.fn.seen()}
+	}
+	return out, nil
+}
+
+// locate finds the current name of message i when its file was renamed
+// (flags changed by another program). It reports false if the message is
+// gone.
+func (m *maildrop) locate(i int, names map[string]string) (string, bool) {
+	name, ok := names[m.msgs[i].fn.base]
+	if ok {
+		m.msgs[i].fn = parseName(name)
+	}
+	return name, ok
+}
+
+// currentNames maps base names to the file names now in cur/.
+func (m *maildrop) currentNames() (map[string]string, error) {
+	entries, err := os.ReadDir(m.cur)
+	if err != nil {
+		return nil, permanent(fmt.Errorf("reading %s: %w", m.cur, err))
+	}
+	out := make(map[string]string, len(entries))
+	for _, e := range entries {
+		fn := parseName(e.Name())
+		if _, dup := out[fn.base]; !dup {
+			out[fn.base] = e.Name()
+		}
+	}
+	return out, nil
+}
+
+func (m *maildrop) OpenMessage(ctx context.Context, uid string) (io.ReadCloser, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("maildir: opening %q: %w", uid, err)
+	}
+	i, ok := m.byUID[uid]
+	if !ok {
+		return nil, fmt.Errorf("maildir: uid %q: %w", uid, mailstore.ErrNoSuchMessage)
+	}
+	f, err := os.Open(filepath.Join(m.cur, m.msgs[i].fn.name))
+	if errors.Is(err, fs.ErrNotExist) {
+		names, nerr := m.currentNames()
+		if nerr != nil {
+			return nil, fmt.Errorf("maildir: opening %q: %w", uid, nerr)
+		}
+		name, ok := m.locate(i, names)
+		if !ok {
+			return nil, fmt.Errorf("maildir: uid %q was removed by another program: %w", uid, mailstore.ErrNoSuchMessage)
+		}
+		f, err = os.Open(filepath.Join(m.cur, name))
+	}
+	if err != nil {
+		return nil, permanent(fmt.Errorf("maildir: opening %q: %w", uid, err))
+	}
+	return &msgReader{ctx: ctx, f: f, r: mailstore.NewCRLFReader(f), md: m, i: i}, nil
+}
+
+// msgReader streams a message's CRLF form and notices when the announced
+// size (from a ,W= field) was wrong, so the cache can be corrected for the
+// next session.
+type msgReader struct {
+	ctx context.Context
+	f   *os.File
+	r   io.Reader
+	md  *maildrop
+	i   int
+	n   int64
+}
+
+func (r *msgReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, fmt.Errorf("maildir: reading message: %w", err)
+	}
+	n, err := r.r.Read(p)
+	r.n += int64(n)
+	if errors.Is(err, io.EOF) {
+		r.md.correct(r.i, r.n)
+	}
+	return n, err
+}
+
+func (r *msgReader) Close() error { return r.f.Close() }
+
+// correct records the real CRLF size of message i when it differs from
+// the one announced.
+func (m *maildrop) correct(i int, size int64) {
+	msg := m.msgs[i]
+	if msg.size == size || m.done {
+		return
+	}
+	m.s.log.Warn().Str("dir", m.cur).Str("file", msg.fn.name).Int64("announced", msg.size).Int64("actual", size).
+		Msg("message size differs from its ,W= field; cache corrected")
+	if e, ok := m.cache.entries[msg.fn.base]; ok {
+		e.size = size
+		m.cache.entries[msg.fn.base] = e
+		m.cacheDirty = true
+	}
+}
+
+// Commit unlinks the deleted messages, adds the S flag to the seen ones,
+// fsyncs cur/ and releases the lock. A file that vanished meanwhile is
+// skipped; other failures do not stop the remaining changes.
+func (m *maildrop) Commit(ctx context.Context, c mailstore.Changes) error {
+	if m.done {
+		return mailstore.ErrSessionEnded
+	}
+	m.done = true
+	var errs []error
+	var names map[string]string // current cur/ names, read on the first miss
+	lookup := func(i int) (string, bool) {
+		if names == nil {
+			var err error
+			if names, err = m.currentNames(); err != nil {
+				errs = append(errs, err)
+				names = map[string]string{}
+			}
+		}
+		return m.locate(i, names)
+	}
+	deleted := make(map[int]bool, len(c.Deleted))
+	changed := false
+	for _, uid := range c.Deleted {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("maildir: commit interrupted: %w", err))
+			break
+		}
+		i, ok := m.byUID[uid]
+		if !ok {
+			continue // not in this snapshot: nothing of it to remove
+		}
+		deleted[i] = true
+		err := os.Remove(filepath.Join(m.cur, m.msgs[i].fn.name))
+		if errors.Is(err, fs.ErrNotExist) {
+			if name, ok := lookup(i); ok {
+				err = os.Remove(filepath.Join(m.cur, name))
+			} else {
+				err = nil
+			}
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("maildir: deleting %s: %w", m.msgs[i].fn.name, err))
+			continue
+		}
+		delete(m.cache.entries, m.msgs[i].fn.base)
+		m.cacheDirty = true
+		changed = true
+	}
+	for _, uid := range c.Seen {
+		if ctx.Err() != nil {
+			break
+		}
+		i, ok := m.byUID[uid]
+		if !ok || deleted[i] || m.msgs[i].fn.seen() {
+			continue
+		}
+		fn := m.msgs[i].fn
+		err := os.Rename(filepath.Join(m.cur, fn.name), filepath.Join(m.cur, fn.withFlag('S')))
+		if errors.Is(err, fs.ErrNotExist) {
+			if name, ok := lookup(i); ok {
+				fn = parseName(name)
+				err = os.Rename(filepath.Join(m.cur, fn.name), filepath.Join(m.cur, fn.withFlag('S')))
+			} else {
+				err = nil
+			}
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("maildir: marking %s seen: %w", fn.name, err))
+			continue
+		}
+		changed = true
+	}
+	if changed {
+		if err := syncDir(m.cur); err != nil {
+			errs = append(errs, fmt.Errorf("maildir: commit: %w", err))
+		}
+	}
+	m.saveCache()
+	if err := m.lock.release(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// saveCache writes the cache if the session changed it. The cache only
+// saves work, so a failure is logged, not returned.
+func (m *maildrop) saveCache() {
+	if !m.cacheDirty {
+		return
+	}
+	m.cacheDirty = false
+	if err := m.cache.write(m.dir, m.s.pid); err != nil {
+		m.s.log.Warn().Err(err).Str("dir", m.dir).Msg("cannot save maildir cache")
+	}
+}
+
+// Close releases the lock and changes no message.
+func (m *maildrop) Close() error {
+	if m.done {
+		return nil
+	}
+	m.done = true
+	m.saveCache()
+	return m.lock.release()
+}

@@ -1,0 +1,207 @@
+package maildir
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"popgate/mailstore"
+)
+
+// lockName is the maildrop lock file in each folder directory. It holds
+// "<pid> <host>\n" of the session that owns the folder.
+const lockName = "popgate.lock"
+
+// lockTmpPrefix names the temporary files a lock is built in before it is
+// linked into place, so that the lock never exists without its content.
+const lockTmpPrefix = "popgate.lock.tmp."
+
+// folderLock is a held maildrop lock.
+type folderLock struct {
+	path string
+	info os.FileInfo // of the lock file we created, to recognise it
+	stop chan struct{}
+	done sync.WaitGroup
+	once sync.Once
+}
+
+// lockSeq makes temporary lock names unique within a process.
+type lockSeq struct{ n atomic.Uint64 }
+
+// acquireLock takes dir's maildrop lock or fails at once with ErrLocked. A
+// lock whose holder is dead (same host, no such pid) or whose file has not
+// been refreshed for stale is broken. The returned lock refreshes its
+// modification time every stale/4 until released.
+func (s *Store) acquireLock(dir string) (*folderLock, error) {
+	path := filepath.Join(dir, lockName)
+	content := []byte(strconv.Itoa(s.pid) + " " + s.host + "\n")
+	for attempt := 0; attempt < 3; attempt++ {
+		info, err := s.createLock(dir, path, content)
+		if err == nil {
+			l := &folderLock{path: path, info: info, stop: make(chan struct{})}
+			l.done.Add(1)
+			go l.refresh(s.opts.StaleLockTimeout / 4)
+			return l, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("maildir: creating lock %s: %w", path, err)
+		}
+		stale, holder, st := s.lockIsStale(path)
+		if st == nil {
+			continue // vanished meanwhile: try again
+		}
+		if !stale {
+			return nil, fmt.Errorf("maildir: %s held by %s: %w", dir, holder, mailstore.ErrLocked)
+		}
+		s.log.Warn().Str("lock", path).Str("holder", holder).Msg("breaking stale maildrop lock")
+		if err := breakLock(path, st, s.pid, s.lockSeq.n.Add(1)); err != nil {
+			return nil, fmt.Errorf("maildir: breaking stale lock %s: %w", path, err)
+		}
+	}
+	return nil, fmt.Errorf("maildir: %s: lock contended: %w", dir, mailstore.ErrLocked)
+}
+
+// createLock creates the lock file with its content in one atomic step:
+// the content goes to a temporary file that is then hard-linked to the
+// lock name (link fails if the lock exists). Where hard links are not
+// supported it falls back to O_CREAT|O_EXCL.
+func (s *Store) createLock(dir, path string, content []byte) (os.FileInfo, error) {
+	tmp := filepath.Join(dir, lockTmpPrefix+strconv.Itoa(s.pid)+"."+strconv.FormatUint(s.lockSeq.n.Add(1), 10))
+	if err := writeFileSync(tmp, content); err != nil {
+		_ = os.Remove(tmp)
+		return nil, err
+	}
+	defer os.Remove(tmp)
+	err := os.Link(tmp, path)
+	if err != nil && !errors.Is(err, fs.ErrExist) {
+		f, err2 := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err2 != nil {
+			return nil, err2
+		}
+		_, werr := f.Write(content)
+		if cerr := f.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr != nil {
+			_ = os.Remove(path)
+			return nil, werr
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	return os.Stat(path)
+}
+
+// lockIsStale reads an existing lock. It returns st == nil if the lock
+// vanished.
+func (s *Store) lockIsStale(path string) (stale bool, holder string, st os.FileInfo) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return false, "", nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return false, "unreadable lock", st
+	}
+	holder = strings.TrimSpace(string(data))
+	if time.Since(st.ModTime()) > s.opts.StaleLockTimeout {
+		return true, holder, st
+	}
+	pidStr, host, _ := strings.Cut(holder, " ")
+	pid, err := strconv.Atoi(pidStr)
+	if err != nil || pid <= 0 {
+		// A lock we cannot read is only broken by age.
+		return false, holder, st
+	}
+	if host == s.host && pid != s.pid && !processAlive(pid) {
+		return true, holder, st
+	}
+	return false, holder, st
+}
+
+// breakLock removes a stale lock without ever removing a fresh one: the
+// lock is first renamed aside (only one breaker can win), and the file
+// renamed is deleted only if it is the one judged stale; otherwise it is
+// put back.
+func breakLock(path string, judged os.FileInfo, pid int, n uint64) error {
+	aside := path + ".stale." + strconv.Itoa(pid) + "." + strconv.FormatUint(n, 10)
+	if err := os.Rename(path, aside); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // someone else broke it
+		}
+		return err
+	}
+	got, err := os.Stat(aside)
+	if err == nil && os.SameFile(got, judged) {
+		return os.Remove(aside)
+	}
+	// We moved a fresh lock: restore it unless a newer one exists.
+	if err := os.Link(aside, path); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return os.Remove(aside)
+}
+
+// refresh keeps the lock's modification time recent so that a long
+// session's lock is not taken for stale.
+func (l *folderLock) refresh(every time.Duration) {
+	defer l.done.Done()
+	if every <= 0 {
+		every = time.Minute
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+			if st, err := os.Stat(l.path); err == nil && os.SameFile(st, l.info) {
+				now := time.Now()
+				_ = os.Chtimes(l.path, now, now)
+			}
+		}
+	}
+}
+
+// release removes the lock if it is still ours. It is idempotent.
+func (l *folderLock) release() error {
+	var err error
+	l.once.Do(func() {
+		close(l.stop)
+		l.done.Wait()
+		st, serr := os.Stat(l.path)
+		if serr != nil || !os.SameFile(st, l.info) {
+			return // broken by someone else: not ours to remove
+		}
+		if rerr := os.Remove(l.path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			err = fmt.Errorf("maildir: removing lock %s: %w", l.path, rerr)
+		}
+	})
+	return err
+}
+
+// removeLockTemps deletes temporary lock files whose creator is dead.
+func (s *Store) removeLockTemps(dir string, entries []os.DirEntry) {
+	for _, e := range entries {
+		name := e.Name()
+		rest, ok := strings.CutPrefix(name, lockTmpPrefix)
+		if !ok {
+			rest, ok = strings.CutPrefix(name, lockName+".stale.")
+		}
+		if !ok {
+			continue
+		}
+		pidStr, _, _ := strings.Cut(rest, ".")
+		if pid, err := strconv.Atoi(pidStr); err == nil && pid != s.pid && !processAlive(pid) {
+			_ = os.Remove(filepath.Join(dir, name))
+		}
+	}
+}
