@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -144,8 +145,7 @@ func (s *Store) dotlock(ctx context.Context, path string, deadline time.Time) (s
 		if !errors.Is(err, fs.ErrExist) {
 			return "", fmt.Errorf("creating dotlock %s: %w", lp, err)
 		}
-		if fi, err := os.Stat(lp); err == nil && time.Since(fi.ModTime()) > s.opts.StaleLockAge {
-			// Left by a crashed program (liblockfile's rule).
+		if staleDotlock(lp, s.opts.StaleLockAge) {
 			_ = os.Remove(lp)
 			continue
 		}
@@ -154,6 +154,28 @@ func (s *Store) dotlock(ctx context.Context, path string, deadline time.Time) (s
 		}
 		wait = min(wait*2, 200*time.Millisecond)
 	}
+}
+
+// staleDotlock reports whether the dotlock lp was left by a crashed
+// program: it is older than maxAge (liblockfile's rule), or it names a
+// process id of this host that no longer exists.
+func staleDotlock(lp string, maxAge time.Duration) bool {
+	fi, err := os.Stat(lp)
+	if err != nil {
+		return false
+	}
+	if time.Since(fi.ModTime()) > maxAge {
+		return true
+	}
+	data, err := os.ReadFile(lp)
+	if err != nil {
+		return false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 0 {
+		return false
+	}
+	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 }
 
 // fcntlLock takes a write lock on the whole of f, waiting until deadline.
