@@ -73,6 +73,8 @@ func serve(t *testing.T, opts Options) string {
 	return ln.Addr().String()
 }
 
+func newReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
+
 // raw is a line-level test client.
 type raw struct {
 	t    *testing.T
@@ -87,7 +89,7 @@ func dialRaw(t *testing.T, addr string) *raw {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	r := &raw{t: t, conn: c, r: bufio.NewReader(c)}
+	r := &raw{t: t, conn: c, r: newReader(c)}
 	r.expect("+ POP2 ")
 	return r
 }

@@ -47,6 +47,12 @@ func (c *conn) retr() ending {
 		return closeAfterReply
 	}
 	defer rc.Close()
+	// Replies to earlier pipelined commands go out first, so that a
+	// broken message below loses only its own data.
+	if err := c.wc.Flush(); err != nil {
+		c.log.Info().Err(err).Msg("client gone while writing")
+		return closeAtOnce
+	}
 	if err := c.sendData(rc); err != nil {
 		ev := c.log.Info()
 		if errors.Is(err, mailstore.ErrSizeMismatch) {
@@ -62,27 +68,40 @@ func (c *conn) retr() ending {
 // sendData copies the message into the reply buffer chunk by chunk,
 // re-arming the write deadline for each chunk. The reader is a
 // Session.Open reader: it fails with ErrSizeMismatch rather than yield
-// more or fewer octets than announced.
+// more or fewer octets than announced. Each chunk is held back until the
+// next read succeeded, so the last octets leave only once the reader has
+// confirmed the size: a client never receives a complete-looking message
+// whose source was longer than announced.
 func (c *conn) sendData(r io.Reader) error {
-	buf := make([]byte, 32*1024)
-	w := c.wc.Writer()
+	buf, held := make([]byte, 32*1024), make([]byte, 0, 32*1024)
 	for {
 		n, err := r.Read(buf)
-		if n > 0 {
-			if xerr := c.wc.ExtendWrite(); xerr != nil {
-				return fmt.Errorf("pop2: write deadline: %w", xerr)
+		if n > 0 || errors.Is(err, io.EOF) {
+			if werr := c.writeChunk(held); werr != nil {
+				return werr
 			}
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return fmt.Errorf("pop2: sending message: %w", werr)
-			}
+			held = append(held[:0], buf[:n]...)
 		}
 		if errors.Is(err, io.EOF) {
-			return nil
+			return c.writeChunk(held)
 		}
 		if err != nil {
 			return fmt.Errorf("pop2: reading message: %w", err)
 		}
 	}
+}
+
+func (c *conn) writeChunk(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	if err := c.wc.ExtendWrite(); err != nil {
+		return fmt.Errorf("pop2: write deadline: %w", err)
+	}
+	if _, err := c.wc.Writer().Write(b); err != nil {
+		return fmt.Errorf("pop2: sending message: %w", err)
+	}
+	return nil
 }
 
 // ack is action 8: ACKS keeps the message and marks it seen, ACKD marks

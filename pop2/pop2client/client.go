@@ -177,7 +177,7 @@ func (c *Client) send(line string) error {
 
 func (c *Client) write(line string) error {
 	if _, err := c.w.WriteString(line + "\r\n"); err != nil {
-		return fmt.Errorf("pop2client: sending %s: %w", strings.Fields(line+" ")[0], err)
+		return fmt.Errorf("pop2client: sending %s: %w", strings.Fields(line + " ")[0], err)
 	}
 	return nil
 }
