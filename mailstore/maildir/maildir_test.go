@@ -1,0 +1,647 @@
+package maildir
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"popgate/mailstore"
+	"popgate/mailstore/users"
+)
+
+const testPW = "pw"
+
+// userDir provisions user and returns its Maildir.
+func (e *testEnv) userDir(t testing.TB, s *Store, user string) string {
+	t.Helper()
+	if err := s.AddUser(context.Background(), user, testPW); err != nil {
+		t.Fatalf("AddUser = %v", err)
+	}
+	return filepath.Join(e.dir, user, "Maildir")
+}
+
+func writeFile(t testing.TB, path string, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func openDrop(t testing.TB, s *Store, user, folder string) mailstore.Maildrop {
+	t.Helper()
+	ctx := context.Background()
+	a, err := s.Login(ctx, user, testPW)
+	if err != nil {
+		t.Fatalf("Login = %v", err)
+	}
+	md, err := a.Open(ctx, folder)
+	if err != nil {
+		t.Fatalf("Open(%q) = %v", folder, err)
+	}
+	return md
+}
+
+func list(t testing.TB, md mailstore.Maildrop) []mailstore.MessageInfo {
+	t.Helper()
+	msgs, err := md.Messages(context.Background())
+	if err != nil {
+		t.Fatalf("Messages = %v", err)
+	}
+	return msgs
+}
+
+func read(t testing.TB, md mailstore.Maildrop, m mailstore.MessageInfo) string {
+	t.Helper()
+	rc, err := md.OpenMessage(context.Background(), m.UID)
+	if err != nil {
+		t.Fatalf("OpenMessage(%s) = %v", m.UID, err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("reading %s: %v", m.UID, err)
+	}
+	return string(data)
+}
+
+func TestFileForms(t *testing.T) {
+	e := newEnv(t)
+	s := e.store(t)
+	root := e.userDir(t, s, "alice")
+	cur := filepath.Join(root, "cur")
+	files := []struct {
+		name, data, want string
+		seen             bool
+		uid              string
+	}{
+		{"1000.M1P1.h:2,S", "Subject: seen\n\nbody\n", "Subject: seen\r\n\r\nbody\r\n", true, "1000.M1P1.h"},
+		{"1001.M1P1.h:2,FRS", "x\n", "x\r\n", true, "1001.M1P1.h"},
+		{"1002.M1P1.h:2,", "no final newline", "no final newline\r\n", false, "1002.M1P1.h"},
+		{"1003.M1P1.h", "crlf\r\nalready\r\n", "crlf\r\nalready\r\n", false, "1003.M1P1.h"},
+		{"1004.M1P1.h:2,T", "", "", false, "1004.M1P1.h"},
+		{"1005.M1P1.h,S=3:2,", "a\nb", "a\r\nb\r\n", false, "1005.M1P1.h"},
+		{"1006.M1P1.h,S=4,W=6:2,S", "a\nb\n", "a\r\nb\r\n", true, "1006.M1P1.h"},
+		{"1007.M1P1.h with space", "sp\n", "sp\r\n", false, hashedUID("1007.M1P1.h with space")},
+		{"1008." + strings.Repeat("long", 20), "long\n", "long\r\n", false, hashedUID("1008." + strings.Repeat("long", 20))},
+	}
+	for _, f := range files {
+		writeFile(t, filepath.Join(cur, f.name), f.data)
+	}
+	md := openDrop(t, s, "alice", "")
+	msgs := list(t, md)
+	if len(msgs) != len(files) {
+		t.Fatalf("%d messages, want %d", len(msgs), len(files))
+	}
+	for i, f := range files {
+		m := msgs[i]
+		got := read(t, md, m)
+		if got != f.want || m.Size != int64(len(f.want)) || m.Seen != f.seen || m.UID != f.uid || !mailstore.ValidUID(m.UID) {
+			t.Errorf("%s: uid %q size %d seen %v content %q; want uid %q size %d seen %v content %q",
+				f.name, m.UID, m.Size, m.Seen, got, f.uid, len(f.want), f.seen, f.want)
+		}
+	}
+	// The W= file was not opened to size it; the others were, once.
+	if got := s.sizeReads.Load(); got != int64(len(files)-1) {
+		t.Errorf("sizeReads = %d, want %d", got, len(files)-1)
+	}
+	if err := md.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNewMovedToCurKeepingFlags(t *testing.T) {
+	e := newEnv(t)
+	s := e.store(t)
+	root := e.userDir(t, s, "alice")
+	writeFile(t, filepath.Join(root, "new", "2000.M1P1.h"), "a\n")
+	writeFile(t, filepath.Join(root, "new", "2001.M1P1.h:2,S"), "b\n")
+	md := openDrop(t, s, "alice", "")
+	msgs := list(t, md)
+	if len(msgs) != 2 || msgs[0].Seen || !msgs[1].Seen {
+		t.Fatalf("messages = %+v", msgs)
+	}
+	for _, n := range []string{"2000.M1P1.h:2,", "2001.M1P1.h:2,S"} {
+		if _, err := os.Stat(filepath.Join(root, "cur", n)); err != nil {
+			t.Errorf("cur/%s: %v", n, err)
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Join(root, "new")); len(ents) != 0 {
+		t.Errorf("new/ still has %d files", len(ents))
+	}
+	// Retrieved and committed: S flag set in the name, Seen next time.
+	if err := md.Commit(context.Background(), mailstore.Changes{Seen: []string{msgs[0].UID, msgs[1].UID}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "cur", "2000.M1P1.h:2,S")); err != nil {
+		t.Errorf("seen flag not set: %v", err)
+	}
+	md = openDrop(t, s, "alice", "")
+	defer md.Close()
+	for _, m := range list(t, md) {
+		if !m.Seen {
+			t.Errorf("%s not seen after commit", m.UID)
+		}
+	}
+}
+
+func TestWithFlag(t *testing.T) {
+	for in, want := range map[string]string{
+		"a":        "a:2,S",
+		"a:2,":     "a:2,S",
+		"a:2,FT":   "a:2,FST",
+		"a:2,RS":   "a:2,RS",
+		"a:2,abc":  "a:2,Sabc",
+		"a:1,xyz":  "a:1,xyz",
+		"a,S=1:2,": "a,S=1:2,S",
+	} {
+		if got := parseName(in).withFlag('S'); got != want {
+			t.Errorf("withFlag(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestMidSessionChanges(t *testing.T) {
+	e := newEnv(t)
+	s := e.store(t)
+	ctx := context.Background()
+	root := e.userDir(t, s, "alice")
+	for i := range 4 {
+		if err := s.Deliver(ctx, "alice", "", []byte(fmt.Sprintf("Subject: %d\n\nbody %d\n", i, i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	md := openDrop(t, s, "alice", "")
+	msgs := list(t, md)
+	if len(msgs) != 4 {
+		t.Fatalf("%d messages", len(msgs))
+	}
+	// Delivered during the session: not in it.
+	if err := s.Deliver(ctx, "alice", "", []byte("Subject: late\n\nlate\n")); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(list(t, md)); n != 4 {
+		t.Errorf("snapshot grew to %d", n)
+	}
+	cur := filepath.Join(root, "cur")
+	ents, _ := os.ReadDir(cur)
+	names := make(map[string]string)
+	for _, en := range ents {
+		names[parseName(en.Name()).base] = en.Name()
+	}
+	byUID := func(uid string) string {
+		for b, n := range names {
+			if baseUID(b) == uid {
+				return n
+			}
+		}
+		t.Fatalf("no file for %s", uid)
+		return ""
+	}
+	// Message 0 removed by someone else; message 1 renamed by another
+	// program (flag T added).
+	if err := os.Remove(filepath.Join(cur, byUID(msgs[0].UID))); err != nil {
+		t.Fatal(err)
+	}
+	n1 := byUID(msgs[1].UID)
+	if err := os.Rename(filepath.Join(cur, n1), filepath.Join(cur, parseName(n1).withFlag('T'))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := md.OpenMessage(ctx, msgs[0].UID); !errors.Is(err, mailstore.ErrNoSuchMessage) {
+		t.Errorf("OpenMessage(removed) = %v, want ErrNoSuchMessage", err)
+	}
+	if got := read(t, md, msgs[1]); got != "Subject: 1\r\n\r\nbody 1\r\n" {
+		t.Errorf("renamed message = %q", got)
+	}
+	// Commit: delete the vanished one and message 2, mark 1 and 3 seen.
+	err := md.Commit(ctx, mailstore.Changes{Deleted: []string{msgs[0].UID, msgs[2].UID}, Seen: []string{msgs[1].UID, msgs[3].UID}})
+	if err != nil {
+		t.Fatalf("Commit = %v", err)
+	}
+	md = openDrop(t, s, "alice", "")
+	defer md.Close()
+	after := list(t, md)
+	if len(after) != 3 || after[0].UID != msgs[1].UID || after[1].UID != msgs[3].UID || !after[0].Seen || !after[1].Seen || after[2].Seen {
+		t.Fatalf("after commit: %+v", after)
+	}
+	if got := read(t, md, after[2]); got != "Subject: late\r\n\r\nlate\r\n" {
+		t.Errorf("late message = %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(cur, parseName(n1).withFlag('T')[:len(n1)-len(parseName(n1).info)] + "2,ST")); err != nil {
+		t.Errorf("renamed message did not get S next to T: %v", err)
+	}
+}
+
+func TestCachePersistence(t *testing.T) {
+	e := newEnv(t)
+	s := e.store(t)
+	ctx := context.Background()
+	root := e.userDir(t, s, "alice")
+	const n = 50
+	for i := range n {
+		if _, err := s.DeliverPlain(ctx, "alice", "", []byte(fmt.Sprintf("Subject: %d\n\n%s\n", i, strings.Repeat("x", i)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	md := openDrop(t, s, "alice", "")
+	first := list(t, md)
+	_ = md.Close()
+	if got := s.sizeReads.Load(); got != n {
+		t.Fatalf("cold login opened %d files, want %d", got, n)
+	}
+	if _, err := os.Stat(filepath.Join(root, cacheName)); err != nil {
+		t.Fatalf("cache file: %v", err)
+	}
+	// A second login, and a login after a restart, open no message file.
+	for _, st := range []*Store{s, e.store(t)} {
+		before := st.sizeReads.Load()
+		md = openDrop(t, st, "alice", "")
+		again := list(t, md)
+		_ = md.Close()
+		if got := st.sizeReads.Load() - before; got != 0 {
+			t.Errorf("cached login opened %d message files", got)
+		}
+		if fmt.Sprint(again) != fmt.Sprint(first) {
+			t.Errorf("cached listing differs:\n%v\n%v", again, first)
+		}
+	}
+	// A corrupt cache is rebuilt with the same UIDs and order.
+	writeFile(t, filepath.Join(root, cacheName), "popgate-maildir-cache 1\nnext 3\ngarbage")
+	md = openDrop(t, s, "alice", "")
+	rebuilt := list(t, md)
+	_ = md.Close()
+	if fmt.Sprint(rebuilt) != fmt.Sprint(first) {
+		t.Errorf("rebuilt listing differs")
+	}
+	// A leftover temporary cache file from a crash is removed.
+	writeFile(t, filepath.Join(root, cacheTmp+"999"), "half")
+	md = openDrop(t, s, "alice", "")
+	_ = md.Close()
+	if _, err := os.Stat(filepath.Join(root, cacheTmp+"999")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("temporary cache file left: %v", err)
+	}
+}
+
+func TestWrongWCorrected(t *testing.T) {
+	e := newEnv(t)
+	s := e.store(t)
+	root := e.userDir(t, s, "alice")
+	// Dovecot's W= does not count the CRLF popgate adds to a last line
+	// without newline.
+	writeFile(t, filepath.Join(root, "cur", "3000.M1P1.h,S=5,W=5:2,"), "a\nbcd")
+	md := openDrop(t, s, "alice", "")
+	m := list(t, md)[0]
+	if m.Size != 5 {
+		t.Fatalf("size = %d, want the W= value 5", m.Size)
+	}
+	sess, err := mailstore.NewSession(context.Background(), md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := sess.Open(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(rc); !errors.Is(err, mailstore.ErrSizeMismatch) {
+		t.Errorf("read = %v, want ErrSizeMismatch", err)
+	}
+	// Drain the store's reader to the end so the mismatch is seen.
+	rc2, _ := md.OpenMessage(context.Background(), m.UID)
+	_, _ = io.Copy(io.Discard, rc2)
+	_ = rc2.Close()
+	if err := sess.Close(); err != nil {
+		t.Fatal(err)
+	}
+	md = openDrop(t, s, "alice", "")
+	defer md.Close()
+	if m := list(t, md)[0]; m.Size != 8 || read(t, md, m) != "a\r\nbcd\r\n" {
+		t.Errorf("after correction: size %d", m.Size)
+	}
+}
+
+func TestFolders(t *testing.T) {
+	e := newEnv(t)
+	s := e.store(t)
+	ctx := context.Background()
+	root := e.userDir(t, s, "alice")
+	for _, f := range []string{"Sent", "Lists.Go"} {
+		if err := s.Deliver(ctx, "alice", f, []byte("Subject: "+f+"\n\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{".Sent", ".Lists.Go"} {
+		if _, err := os.Stat(filepath.Join(root, d, "maildirfolder")); err != nil {
+			t.Errorf("%s: %v", d, err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(root, ".NotAFolder"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.Login(ctx, "alice", testPW)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := a.Folders(ctx)
+	if err != nil || strings.Join(fs, ",") != "INBOX,Lists.Go,Sent" {
+		t.Fatalf("Folders = %v, %v", fs, err)
+	}
+	md, err := a.Open(ctx, "Lists.Go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, md, list(t, md)[0]); got != "Subject: Lists.Go\r\n\r\n" {
+		t.Errorf("Lists.Go message = %q", got)
+	}
+	_ = md.Close()
+	for _, bad := range []string{"../x", ".Sent", "NotAFolder", "a/b"} {
+		if _, err := a.Open(ctx, bad); !errors.Is(err, mailstore.ErrNoSuchFolder) {
+			t.Errorf("Open(%q) = %v, want ErrNoSuchFolder", bad, err)
+		}
+	}
+}
+
+func TestMissingMaildir(t *testing.T) {
+	e := newEnv(t)
+	s := e.store(t)
+	ctx := context.Background()
+	if err := e.db.SetPassword("bob", testPW, users.Plain); err != nil {
+		t.Fatal(err)
+	}
+	// Parent missing: permanent failure.
+	if _, err := s.Login(ctx, "bob", testPW); !errors.Is(err, mailstore.ErrPermanent) {
+		t.Fatalf("Login without parent = %v, want ErrPermanent", err)
+	}
+	// Parent present: an empty Maildir is created.
+	if err := os.Mkdir(filepath.Join(e.dir, "bob"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	md := openDrop(t, s, "bob", "")
+	if n := len(list(t, md)); n != 0 {
+		t.Errorf("%d messages in a new Maildir", n)
+	}
+	_ = md.Close()
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		if _, err := os.Stat(filepath.Join(e.dir, "bob", "Maildir", sub)); err != nil {
+			t.Error(err)
+		}
+	}
+	// A file where the Maildir should be: permanent.
+	if err := e.db.SetPassword("carol", testPW, users.Plain); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(e.dir, "carol"), "not a dir")
+	if _, err := s.Login(ctx, "carol", testPW); !errors.Is(err, mailstore.ErrPermanent) {
+		t.Errorf("Login with a file as parent = %v, want ErrPermanent", err)
+	}
+	// Unreadable Maildir (only meaningful when not root).
+	if os.Geteuid() != 0 {
+		root := filepath.Join(e.dir, "bob", "Maildir")
+		if err := os.Chmod(filepath.Join(root, "cur"), 0); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Chmod(filepath.Join(root, "cur"), 0o700)
+		a, err := s.Login(ctx, "bob", testPW)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Open(ctx, ""); !errors.Is(err, mailstore.ErrPermanent) {
+			t.Errorf("Open of unreadable cur/ = %v, want ErrPermanent", err)
+		}
+	}
+	// Wrong password and unknown user.
+	if _, err := s.Login(ctx, "bob", "nope"); !errors.Is(err, mailstore.ErrAuthFailed) {
+		t.Errorf("wrong password = %v", err)
+	}
+	if _, err := s.Login(ctx, "zed", testPW); !errors.Is(err, mailstore.ErrAuthFailed) {
+		t.Errorf("unknown user = %v", err)
+	}
+}
+
+func TestAPOPAndTemplate(t *testing.T) {
+	dir := t.TempDir()
+	pwfile := filepath.Join(dir, "passwd")
+	hashed, err := users.Entry("hash@example.org", "hpw", users.SHA256Crypt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, pwfile, "plain@example.org:{PLAIN}ppw::::"+dir+"/home/plain\n"+hashed+"\n")
+	db, err := users.Open(pwfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{Path: dir + "/%d/%n/Maildir", Users: db, Hostname: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "example.org", "plain"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	ts := "<123.456@h>"
+	sum := md5.Sum([]byte(ts + "ppw"))
+	a, err := s.LoginAPOP(ctx, "plain@example.org", ts, hex.EncodeToString(sum[:]))
+	if err != nil {
+		t.Fatalf("APOP = %v", err)
+	}
+	if a.User() != "plain@example.org" {
+		t.Errorf("User = %q", a.User())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "example.org", "plain", "Maildir", "cur")); err != nil {
+		t.Errorf("%%d/%%n Maildir not created: %v", err)
+	}
+	if _, err := s.LoginAPOP(ctx, "hash@example.org", ts, hex.EncodeToString(sum[:])); !errors.Is(err, mailstore.ErrUnsupported) {
+		t.Errorf("APOP with hashed secret = %v, want ErrUnsupported", err)
+	}
+	// A users.DB takes AddUser entries in memory (until its next Reload).
+	if err := s.AddUser(ctx, "new@example.org", "npw"); err != nil {
+		t.Errorf("AddUser = %v", err)
+	}
+	if _, err := s.Login(ctx, "new@example.org", "npw"); err != nil {
+		t.Errorf("Login after AddUser = %v", err)
+	}
+	// %h uses the home from the users file.
+	s2, err := New(Options{Path: "%h/Maildir", Users: db, Hostname: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "home", "plain"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s2.Login(ctx, "plain@example.org", "ppw"); err != nil {
+		t.Fatalf("Login with %%h = %v", err)
+	}
+	if _, err := s2.Login(ctx, "hash@example.org", "hpw"); !errors.Is(err, mailstore.ErrPermanent) {
+		t.Errorf("Login with %%h and no home = %v, want ErrPermanent", err)
+	}
+	for _, bad := range []string{"", "/x/%z", "/x/%"} {
+		if _, err := New(Options{Path: bad, Users: db}); err == nil {
+			t.Errorf("New(Path %q) succeeded", bad)
+		}
+	}
+	if _, err := New(Options{Path: "/x", Users: db, UIDLFormat: "courier"}); err == nil {
+		t.Error("New with unknown UIDL format succeeded")
+	}
+}
+
+func TestDovecotUIDL(t *testing.T) {
+	e := newEnv(t)
+	e.opts.UIDLFormat = UIDLDovecot
+	s := e.store(t)
+	root := e.userDir(t, s, "alice")
+	writeFile(t, filepath.Join(root, "cur", "1500000000.M1P1.h,S=2,W=3:2,S"), "a\n")
+	writeFile(t, filepath.Join(root, "cur", "1500000001.M1P1.h,S=2,W=3:2,"), "b\n")
+	writeFile(t, filepath.Join(root, "cur", "1500000002.M1P1.h,S=2,W=3:2,"), "c\n")
+	writeFile(t, filepath.Join(root, "new", "1400000000.M1P1.h,S=2,W=3"), "d\n")
+	writeFile(t, filepath.Join(root, uidlistName), "3 V1275660208 N31 Gabc\n"+
+		"29 W3 :1500000001.M1P1.h,S=2,W=3\n"+
+		"7 :1500000000.M1P1.h,S=2,W=3\n"+
+		"30 Pmy-old-uidl W3 :1500000002.M1P1.h,S=2,W=3\n")
+	md := openDrop(t, s, "alice", "")
+	defer md.Close()
+	var got []string
+	for _, m := range list(t, md) {
+		got = append(got, m.UID)
+	}
+	want := []string{"000000074C0907B0", "0000001D4C0907B0", "my-old-uidl", "1400000000.M1P1.h"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("UIDs = %v, want %v", got, want)
+	}
+
+	// Version 1 header.
+	uids, err := dovecotUIDLs(writeDir(t, "1 42 3\n1 a,S=1:2,\n2 b\n"))
+	if err != nil || uids["a,S=1"].uidl != "000000010000002A" || uids["b"].uidl != "000000020000002A" {
+		t.Errorf("v1 uidlist = %v, %v", uids, err)
+	}
+}
+
+func writeDir(t *testing.T, uidlist string) string {
+	d := t.TempDir()
+	writeFile(t, filepath.Join(d, uidlistName), uidlist)
+	return d
+}
+
+func TestLocking(t *testing.T) {
+	e := newEnv(t)
+	e.opts.StaleLockTimeout = 400 * time.Millisecond
+	s := e.store(t)
+	root := e.userDir(t, s, "alice")
+	other := e.store(t) // another front end or process over the same data
+	lock := filepath.Join(root, lockName)
+	ctx := context.Background()
+	login := func(st *Store) mailstore.Account {
+		a, err := st.Login(ctx, "alice", testPW)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+
+	md := openDrop(t, s, "alice", "")
+	if _, err := login(other).Open(ctx, ""); !errors.Is(err, mailstore.ErrLocked) {
+		t.Fatalf("second Open = %v, want ErrLocked", err)
+	}
+	// Deliveries are never blocked by the lock.
+	if err := other.Deliver(ctx, "alice", "", []byte("x\n")); err != nil {
+		t.Fatalf("Deliver while locked = %v", err)
+	}
+	// The holder refreshes the lock, so it does not go stale while held.
+	time.Sleep(2 * e.opts.StaleLockTimeout)
+	if _, err := login(other).Open(ctx, ""); !errors.Is(err, mailstore.ErrLocked) {
+		t.Fatalf("Open of a held, refreshed lock = %v, want ErrLocked", err)
+	}
+	_ = md.Close()
+	if _, err := os.Stat(lock); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("lock left after Close: %v", err)
+	}
+
+	// A lock of a dead process on this host is broken at once.
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skip("cannot run true:", err)
+	}
+	dead := cmd.ProcessState.Pid()
+	writeFile(t, lock, fmt.Sprintf("%d %s\n", dead, s.host))
+	md = openDrop(t, other, "alice", "")
+	_ = md.Close()
+
+	// A live holder (our parent) keeps its lock; on another host only age
+	// counts.
+	writeFile(t, lock, fmt.Sprintf("%d %s\n", os.Getppid(), s.host))
+	if _, err := login(s).Open(ctx, ""); !errors.Is(err, mailstore.ErrLocked) {
+		t.Errorf("Open over a live holder = %v, want ErrLocked", err)
+	}
+	writeFile(t, lock, fmt.Sprintf("%d elsewhere\n", dead))
+	if _, err := login(s).Open(ctx, ""); !errors.Is(err, mailstore.ErrLocked) {
+		t.Errorf("Open over a fresh remote lock = %v, want ErrLocked", err)
+	}
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(lock, old, old); err != nil {
+		t.Fatal(err)
+	}
+	md = openDrop(t, s, "alice", "")
+	_ = md.Close()
+
+	// Folders lock independently.
+	if err := s.Deliver(ctx, "alice", "Sent", []byte("s\n")); err != nil {
+		t.Fatal(err)
+	}
+	md = openDrop(t, s, "alice", "")
+	md2 := openDrop(t, other, "alice", "Sent")
+	_ = md2.Close()
+	_ = md.Close()
+}
+
+func TestCancelledContext(t *testing.T) {
+	e := newEnv(t)
+	s := e.store(t)
+	e.userDir(t, s, "alice")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.Login(ctx, "alice", testPW); !errors.Is(err, context.Canceled) {
+		t.Errorf("Login = %v", err)
+	}
+	if err := s.Deliver(ctx, "alice", "", []byte("x")); !errors.Is(err, context.Canceled) {
+		t.Errorf("Deliver = %v", err)
+	}
+	a, err := s.Login(context.Background(), "alice", testPW)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Open(ctx, ""); !errors.Is(err, context.Canceled) {
+		t.Errorf("Open = %v", err)
+	}
+	// The lock is not left behind.
+	md := openDrop(t, s, "alice", "")
+	_ = md.Close()
+}
+
+func TestParseCache(t *testing.T) {
+	c := newCache()
+	c.entries["a b\n"] = cacheEntry{seq: 1, size: 10, uid: "u1"}
+	c.entries["x"] = cacheEntry{seq: 2, size: 0, uid: "u2"}
+	c.next = 3
+	back, err := parseCache(c.marshal())
+	if err != nil || len(back.entries) != 2 || back.entries["a b\n"] != c.entries["a b\n"] || back.next != 3 {
+		t.Fatalf("round trip = %+v, %v", back, err)
+	}
+	data := c.marshal()
+	for _, bad := range [][]byte{
+		data[:len(data)-4],
+		bytes.Replace(data, []byte("u2"), []byte("u1"), 1),
+		bytes.Replace(data, []byte("next 3"), []byte("next 2"), 1),
+		[]byte("other\n"),
+	} {
+		if _, err := parseCache(bad); err == nil {
+			t.Errorf("parseCache(%q) succeeded", bad)
+		}
+	}
+}
