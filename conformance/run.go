@@ -141,6 +141,9 @@ func (r *Runner) Run(ctx context.Context, s *Script, t Target) (*Result, error) 
 	sctx, cancel := context.WithTimeout(ctx, r.timeout())
 	err := t.Seed(sctx, s)
 	cancel()
+	if errors.Is(err, ErrSkip) {
+		return ru.result, err
+	}
 	if err != nil {
 		return ru.result, fmt.Errorf("%s: seeding: %w", s.Name, err)
 	}
@@ -571,7 +574,7 @@ func (ru *run) expectMailbox(ctx context.Context, st *Step) error {
 		got, err := ru.t.Mailbox(mctx, u.Name, u.Password, mb.Folder)
 		cancel()
 		if errors.Is(err, ErrSkip) {
-			return fmt.Errorf("%s:%d: %w", ru.s.Name, st.Line, err)
+			return fmt.Errorf("line %d: %w", st.Line, err)
 		}
 		// The server may still be ending the session that held the lock.
 		if errors.Is(err, mailstore.ErrLocked) && time.Now().Before(deadline) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,8 +16,14 @@ import (
 
 // ErrSkip marks a script that cannot run against a target (fixtures that
 // cannot be placed, a missing feature). Run returns errors wrapping it;
-// callers report the script as skipped with the error's text.
+// callers report the script as skipped, with [SkipReason] as the reason.
 var ErrSkip = errors.New("skipped")
+
+// SkipReason returns the reason carried by an error wrapping ErrSkip: its
+// text without the final ": skipped".
+func SkipReason(err error) string {
+	return strings.TrimSuffix(err.Error(), ": "+ErrSkip.Error())
+}
 
 // Target is where a script runs.
 type Target interface {
