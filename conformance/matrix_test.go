@@ -15,6 +15,8 @@ import (
 	"popgate/conformance"
 	"popgate/mailstore"
 	"popgate/mailstore/memstore"
+	"popgate/pop1"
+	"popgate/pop2"
 	"popgate/pop3"
 )
 
@@ -32,6 +34,20 @@ func frontEnds() map[string]frontEnd {
 	return map[string]frontEnd{
 		"pop3": func(st mailstore.Store, log zerolog.Logger) (conformance.Handler, error) {
 			srv, err := pop3.New(pop3.Options{Store: st, Hostname: "popgate.test", Logger: log})
+			if err != nil {
+				return nil, err
+			}
+			return srv.ServeConn, nil
+		},
+		"pop2": func(st mailstore.Store, log zerolog.Logger) (conformance.Handler, error) {
+			srv, err := pop2.New(pop2.Options{Store: st, Hostname: "popgate.test", Logger: log})
+			if err != nil {
+				return nil, err
+			}
+			return srv.ServeConn, nil
+		},
+		"pop1": func(st mailstore.Store, log zerolog.Logger) (conformance.Handler, error) {
+			srv, err := pop1.New(pop1.Options{Store: st, Hostname: "popgate.test", Logger: log})
 			if err != nil {
 				return nil, err
 			}

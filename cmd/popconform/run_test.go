@@ -52,6 +52,7 @@ func TestRunTestdata(t *testing.T) {
 	addr := server(t)
 	dir := filepath.Join("..", "..", "conformance", "testdata", "pop3")
 	code, out, errOut := runArgs(t, "--addr", addr, "--user", "demo", "--password", "pw", "--popgate", dir)
+	t.Logf("popconform output:\n%s", out)
 	if code != exitOK {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
