@@ -113,8 +113,9 @@ func (s *Server) ServeConn(ctx context.Context, conn net.Conn) {
 // ServeGreeted serves a connection taken over from a port 109 dispatcher
 // that already sent a greeting and read the client's first command line.
 // r is the dispatcher's buffered reader over conn (it may hold pipelined
-// input; nil means none) and firstLine that first line, without its line
-// end. The session starts in AUTH, so firstLine is normally HELO or QUIT.
+// input; nil means none; its buffer must hold a whole 512-octet line, as
+// bufio's default size does) and firstLine that first line, without its
+// line end. The session starts in AUTH, so firstLine is normally HELO or QUIT.
 // ServeGreeted closes conn before returning.
 //
 // A dispatcher in another package needs only a function value of this
