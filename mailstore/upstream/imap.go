@@ -1,0 +1,550 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
+
+	"popgate/mailstore"
+)
+
+// logoutWait bounds the courtesy LOGOUT when a connection is released.
+const logoutWait = 2 * time.Second
+
+// connectIMAP dials the upstream and returns a client past the greeting,
+// with TLS (implicit or STARTTLS) unless AllowPlaintext had to be used.
+func (s *Store) connectIMAP(ctx context.Context) (*imapclient.Client, error) {
+	conn, err := s.dial(ctx, "imap")
+	if err != nil {
+		return nil, err
+	}
+	stop := watch(ctx, conn)
+	defer stop()
+	opts := &imapclient.Options{TLSConfig: s.tlsConfig("")}
+	var c *imapclient.Client
+	switch {
+	case s.mode == tlsImplicit:
+		c = imapclient.New(conn, opts)
+	case s.opts.AllowPlaintext:
+		// Look at the capabilities first: fall back to plain text only
+		// when STARTTLS is not offered, never when it fails.
+		c = imapclient.New(conn, opts)
+		if err := c.WaitGreeting(); err != nil {
+			_ = c.Close()
+			return nil, ctxErr(ctx, fmt.Errorf("upstream: IMAP greeting from %s: %w", s.addr, err))
+		}
+		if !c.Caps().Has(imap.CapStartTLS) {
+			s.log.Warn().Str("upstream", s.addr).Msg("upstream offers no STARTTLS: continuing in plain text (AllowPlaintext)")
+			return c, nil
+		}
+		_ = c.Close()
+		stop()
+		if conn, err = s.dial(ctx, ""); err != nil {
+			return nil, err
+		}
+		stop = watch(ctx, conn)
+		fallthrough
+	default:
+		c, err = imapclient.NewStartTLS(conn, opts)
+		if err != nil {
+			return nil, ctxErr(ctx, fmt.Errorf("upstream: IMAP STARTTLS with %s: %w", s.addr, err))
+		}
+	}
+	if err := c.WaitGreeting(); err != nil {
+		_ = c.Close()
+		return nil, ctxErr(ctx, fmt.Errorf("upstream: IMAP greeting from %s: %w", s.addr, err))
+	}
+	return c, nil
+}
+
+// dialIMAP connects and authenticates.
+func (s *Store) dialIMAP(ctx context.Context, user, password string) (*imapclient.Client, error) {
+	c, err := s.connectIMAP(ctx)
+	if err != nil {
+		return nil, err
+	}
+	stop := watch(ctx, c)
+	defer stop()
+	caps := c.Caps()
+	switch {
+	case !caps.Has(imap.CapLoginDisabled):
+		err = c.Login(user, password).Wait()
+	case caps.Has(imap.AuthCap(sasl.Plain)):
+		err = c.Authenticate(sasl.NewPlainClient("", user, password))
+	default:
+		_ = c.Close()
+		return nil, fmt.Errorf("upstream: %s refuses LOGIN and offers no AUTH=PLAIN: %w", s.addr, mailstore.ErrPermanent)
+	}
+	if err != nil {
+		_ = c.Close()
+		return nil, imapLoginErr(ctx, user, err)
+	}
+	return c, nil
+}
+
+// imapLoginErr maps a failed LOGIN/AUTHENTICATE: a NO or BAD is a rejected
+// login unless its response code says the server is in trouble.
+func imapLoginErr(ctx context.Context, user string, err error) error {
+	var ie *imap.Error
+	if errors.As(err, &ie) {
+		switch ie.Code {
+		case imap.ResponseCodeUnavailable, imap.ResponseCodeServerBug, imap.ResponseCodeLimit,
+			imap.ResponseCodeInUse, imap.ResponseCodeContactAdmin:
+			return fmt.Errorf("upstream: login %q: %w", sanitize(user), err)
+		}
+		return fmt.Errorf("upstream: login %q: %v: %w", sanitize(user), err, mailstore.ErrAuthFailed)
+	}
+	return ctxErr(ctx, fmt.Errorf("upstream: login %q: %w", sanitize(user), err))
+}
+
+func (s *Store) loginIMAP(ctx context.Context, user, password string) (mailstore.Account, error) {
+	c, err := s.dialIMAP(ctx, user, password)
+	if err != nil {
+		return nil, err
+	}
+	return &imapAccount{s: s, user: user, password: password, idle: c}, nil
+}
+
+// logout ends c politely but without waiting long, and closes it.
+func logout(c *imapclient.Client) {
+	done := make(chan struct{})
+	go func() {
+		_ = c.Logout().Wait()
+		close(done)
+	}()
+	t := time.NewTimer(logoutWait)
+	select {
+	case <-done:
+	case <-t.C:
+	}
+	t.Stop()
+	_ = c.Close()
+	<-done
+}
+
+// imapAccount is an authenticated IMAP user. It keeps the login
+// connection for the next Folders or Open.
+type imapAccount struct {
+	s        *Store
+	user     string
+	password string
+
+	mu     sync.Mutex
+	idle   *imapclient.Client
+	closed bool
+}
+
+func (a *imapAccount) User() string { return a.user }
+
+// take returns an authenticated connection: the idle one if it still
+// answers, or a new one.
+func (a *imapAccount) take(ctx context.Context) (*imapclient.Client, error) {
+	a.mu.Lock()
+	c := a.idle
+	a.idle = nil
+	a.mu.Unlock()
+	if c != nil {
+		stop := watch(ctx, c)
+		err := c.Noop().Wait()
+		stop()
+		if err == nil {
+			return c, nil
+		}
+		_ = c.Close()
+		a.s.log.Debug().Str("upstream", a.s.addr).Err(err).Msg("idle IMAP connection lost; dialing again")
+	}
+	return a.s.dialIMAP(ctx, a.user, a.password)
+}
+
+// give keeps c as the idle connection, or logs it out.
+func (a *imapAccount) give(c *imapclient.Client) {
+	a.mu.Lock()
+	if a.idle == nil && !a.closed {
+		a.idle = c
+		c = nil
+	}
+	a.mu.Unlock()
+	if c != nil {
+		logout(c)
+	}
+}
+
+func (a *imapAccount) Folders(ctx context.Context) ([]string, error) {
+	c, err := a.take(ctx)
+	if err != nil {
+		return nil, err
+	}
+	stop := watch(ctx, c)
+	list, err := c.List("", "*", nil).Collect()
+	stop()
+	if err != nil {
+		_ = c.Close()
+		return nil, ctxErr(ctx, fmt.Errorf("upstream: LIST for %q: %w", sanitize(a.user), err))
+	}
+	a.give(c)
+	var names []string
+	for _, l := range list {
+		if slices.Contains(l.Attrs, imap.MailboxAttrNoSelect) || slices.Contains(l.Attrs, imap.MailboxAttrNonExistent) {
+			continue
+		}
+		if mailstore.FolderName(l.Mailbox) == mailstore.Inbox {
+			continue
+		}
+		names = append(names, l.Mailbox)
+	}
+	sort.Strings(names)
+	return append([]string{mailstore.Inbox}, names...), nil
+}
+
+func (a *imapAccount) Open(ctx context.Context, folder string) (mailstore.Maildrop, error) {
+	fn := mailstore.FolderName(folder)
+	k := lockKey{user: a.user, folder: fn}
+	if err := a.s.lock(k, a.s.cred(a.password)); err != nil {
+		return nil, err
+	}
+	md, err := a.open(ctx, fn, k)
+	if err != nil {
+		a.s.unlock(k)
+		return nil, err
+	}
+	return md, nil
+}
+
+func (a *imapAccount) open(ctx context.Context, fn string, k lockKey) (*imapMaildrop, error) {
+	c, err := a.take(ctx)
+	if err != nil {
+		return nil, err
+	}
+	stop := watch(ctx, c)
+	md := &imapMaildrop{s: a.s, user: a.user, folder: fn, key: k, c: c}
+	if err := md.snapshot(ctx); err != nil {
+		stop()
+		_ = c.Close()
+		return nil, err
+	}
+	// The context of Open bounds the connection from now on.
+	md.stop = stop
+	return md, nil
+}
+
+func (a *imapAccount) Close() error {
+	a.mu.Lock()
+	c := a.idle
+	a.idle = nil
+	a.closed = true
+	a.mu.Unlock()
+	if c != nil {
+		logout(c)
+	}
+	return nil
+}
+
+type imapMsg struct {
+	uid  imap.UID
+	info mailstore.MessageInfo
+}
+
+// imapMaildrop is one SELECTed folder.
+type imapMaildrop struct {
+	s        *Store
+	user     string
+	folder   string
+	key      lockKey
+	c        *imapclient.Client
+	stop     func() bool
+	validity uint32
+	msgs     []imapMsg
+	byUID    map[string]int
+
+	reader *msgReader
+	broken bool
+	done   bool
+}
+
+func (m *imapMaildrop) snapshot(ctx context.Context) error {
+	sel, err := m.c.Select(m.folder, nil).Wait()
+	if err != nil {
+		var ie *imap.Error
+		if errors.As(err, &ie) && ie.Type == imap.StatusResponseTypeNo {
+			return fmt.Errorf("upstream: SELECT %q: %v: %w", m.folder, err, mailstore.ErrNoSuchFolder)
+		}
+		return ctxErr(ctx, fmt.Errorf("upstream: SELECT %q: %w", m.folder, err))
+	}
+	m.validity = sel.UIDValidity
+	kw := imap.Flag(m.s.opts.Keyword)
+	if m.s.opts.DeleteMode == DeleteKeyword && !flagIn(sel.PermanentFlags, imap.FlagWildcard) && !flagIn(sel.PermanentFlags, kw) {
+		return fmt.Errorf("upstream: folder %q cannot keep the keyword %s (PERMANENTFLAGS): %w", m.folder, kw, mailstore.ErrPermanent)
+	}
+	m.byUID = make(map[string]int)
+	if sel.NumMessages == 0 {
+		return nil
+	}
+	crit := &imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagDeleted}}
+	if m.s.opts.DeleteMode == DeleteKeyword {
+		crit.NotFlag = append(crit.NotFlag, kw)
+	}
+	data, err := m.c.UIDSearch(crit, nil).Wait()
+	if err != nil {
+		return ctxErr(ctx, fmt.Errorf("upstream: UID SEARCH in %q: %w", m.folder, err))
+	}
+	uids := data.AllUIDs()
+	slices.Sort(uids)
+	if w := m.s.opts.Window; w > 0 && len(uids) > w {
+		uids = uids[len(uids)-w:]
+	}
+	if len(uids) == 0 {
+		return nil
+	}
+	bufs, err := m.c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, RFC822Size: true, Flags: true}).Collect()
+	if err != nil {
+		return ctxErr(ctx, fmt.Errorf("upstream: UID FETCH sizes in %q: %w", m.folder, err))
+	}
+	sort.Slice(bufs, func(i, j int) bool { return bufs[i].UID < bufs[j].UID })
+	for _, b := range bufs {
+		if b.UID == 0 {
+			continue
+		}
+		uid := fmt.Sprintf("%08X%08X", uint32(b.UID), m.validity)
+		if _, dup := m.byUID[uid]; dup {
+			continue
+		}
+		size := b.RFC822Size
+		if n, ok := m.s.knownSize(sizeKey{m.user, m.folder, uid}); ok {
+			size = n
+		}
+		m.byUID[uid] = len(m.msgs)
+		m.msgs = append(m.msgs, imapMsg{uid: b.UID, info: mailstore.MessageInfo{
+			UID:  uid,
+			Size: size,
+			Seen: flagIn(b.Flags, imap.FlagSeen),
+		}})
+	}
+	return nil
+}
+
+func flagIn(flags []imap.Flag, f imap.Flag) bool {
+	for _, g := range flags {
+		if strings.EqualFold(string(g), string(f)) {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *imapMaildrop) Messages(context.Context) ([]mailstore.MessageInfo, error) {
+	out := make([]mailstore.MessageInfo, len(m.msgs))
+	for i, msg := range m.msgs {
+		out[i] = msg.info
+	}
+	return out, nil
+}
+
+// errBroken says the upstream connection failed during the session.
+var errBroken = errors.New("upstream: the upstream connection failed during this session")
+
+func (m *imapMaildrop) usable() error {
+	if m.done {
+		return mailstore.ErrSessionEnded
+	}
+	if m.broken {
+		return errBroken
+	}
+	if m.reader != nil {
+		r := m.reader
+		m.reader = nil
+		if err := r.Close(); err != nil {
+			return err
+		}
+		if m.broken {
+			return errBroken
+		}
+	}
+	return nil
+}
+
+func (m *imapMaildrop) OpenMessage(ctx context.Context, uid string) (io.ReadCloser, error) {
+	i, ok := m.byUID[uid]
+	if !ok {
+		return nil, fmt.Errorf("upstream: uid %q: %w", uid, mailstore.ErrNoSuchMessage)
+	}
+	if err := m.usable(); err != nil {
+		return nil, err
+	}
+	msg := m.msgs[i]
+	stop := watch(ctx, m.c)
+	cmd := m.c.Fetch(imap.UIDSetNum(msg.uid), &imap.FetchOptions{
+		UID:         true,
+		BodySection: []*imap.FetchItemBodySection{{Peek: true}},
+	})
+	data := cmd.Next()
+	if data == nil {
+		err := cmd.Close()
+		stop()
+		var ie *imap.Error
+		if err == nil || errors.As(err, &ie) {
+			// Expunged by another client since the snapshot.
+			return nil, fmt.Errorf("upstream: uid %q vanished upstream: %w", uid, mailstore.ErrNoSuchMessage)
+		}
+		m.broken = true
+		return nil, ctxErr(ctx, fmt.Errorf("upstream: UID FETCH %d: %w", msg.uid, err))
+	}
+	var lit imap.LiteralReader
+	for item := data.Next(); item != nil; item = data.Next() {
+		if b, ok := item.(imapclient.FetchItemDataBodySection); ok {
+			lit = b.Literal
+			break
+		}
+	}
+	end := func() error {
+		for data.Next() != nil {
+		}
+		if err := cmd.Close(); err != nil {
+			return ctxErr(ctx, fmt.Errorf("upstream: UID FETCH %d: %w", msg.uid, err))
+		}
+		return nil
+	}
+	if lit == nil {
+		err := end()
+		stop()
+		if err != nil {
+			m.broken = true
+			return nil, err
+		}
+		return nil, fmt.Errorf("upstream: UID FETCH %d returned no body: %w", msg.uid, mailstore.ErrNoSuchMessage)
+	}
+	sk := sizeKey{m.user, m.folder, uid}
+	r := newMsgReader(lit,
+		func(n int64) {
+			if n != msg.info.Size {
+				m.s.setSize(sk, n)
+				m.s.log.Warn().Str("upstream", m.s.addr).Str("folder", m.folder).Str("uid", uid).
+					Int64("announced", msg.info.Size).Int64("crlf", n).
+					Msg("upstream size differs from the CRLF size; the right size is announced from the next session on")
+			}
+		},
+		func() { m.broken = true },
+		end, stop)
+	m.reader = r
+	return r, nil
+}
+
+func (m *imapMaildrop) Commit(ctx context.Context, c mailstore.Changes) error {
+	if m.done {
+		return mailstore.ErrSessionEnded
+	}
+	if err := m.usable(); err != nil {
+		m.release(false)
+		return fmt.Errorf("upstream: nothing committed: %w", err)
+	}
+	m.done = true
+	defer m.release(true)
+	stop := watch(ctx, m.c)
+	defer stop()
+
+	var del, seen imap.UIDSet
+	deleted := make(map[string]bool, len(c.Deleted))
+	for _, uid := range c.Deleted {
+		if i, ok := m.byUID[uid]; ok {
+			del.AddNum(m.msgs[i].uid)
+			deleted[uid] = true
+		}
+	}
+	for _, uid := range c.Seen {
+		if i, ok := m.byUID[uid]; ok && !deleted[uid] {
+			seen.AddNum(m.msgs[i].uid)
+		}
+	}
+	var errs []error
+	if len(seen) > 0 {
+		if err := m.addFlags(seen, imap.FlagSeen); err != nil {
+			errs = append(errs, fmt.Errorf("marking seen: %w", err))
+		}
+	}
+	if len(del) > 0 {
+		if err := m.remove(del); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return ctxErr(ctx, fmt.Errorf("upstream: commit in %q of %q: %w", m.folder, sanitize(m.user), err))
+	}
+	return nil
+}
+
+func (m *imapMaildrop) addFlags(set imap.UIDSet, flags ...imap.Flag) error {
+	return m.c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: flags}, nil).Close()
+}
+
+// remove applies the delete mode to set.
+func (m *imapMaildrop) remove(set imap.UIDSet) error {
+	if m.s.opts.DeleteMode == DeleteKeyword {
+		if err := m.addFlags(set, imap.Flag(m.s.opts.Keyword)); err != nil {
+			return fmt.Errorf("setting %s: %w", m.s.opts.Keyword, err)
+		}
+		return nil
+	}
+	if err := m.addFlags(set, imap.FlagDeleted); err != nil {
+		return fmt.Errorf("flagging \\Deleted: %w", err)
+	}
+	if m.c.Caps().Has(imap.CapUIDPlus) {
+		if err := m.c.UIDExpunge(set).Close(); err != nil {
+			return fmt.Errorf("UID EXPUNGE: %w", err)
+		}
+		return nil
+	}
+	// Without UIDPLUS, EXPUNGE removes every \Deleted message: send it only
+	// if ours are the only ones.
+	data, err := m.c.UIDSearch(&imap.SearchCriteria{Flag: []imap.Flag{imap.FlagDeleted}}, nil).Wait()
+	if err != nil {
+		return fmt.Errorf("UID SEARCH DELETED: %w", err)
+	}
+	for _, u := range data.AllUIDs() {
+		if !set.Contains(u) {
+			m.s.log.Warn().Str("upstream", m.s.addr).Str("folder", m.folder).
+				Msg("upstream lacks UIDPLUS and other messages are flagged \\Deleted: not expunging; ours stay flagged and hidden from POP")
+			return nil
+		}
+	}
+	if err := m.c.Expunge().Close(); err != nil {
+		return fmt.Errorf("EXPUNGE: %w", err)
+	}
+	return nil
+}
+
+// release ends the connection and frees the lock. polite sends LOGOUT;
+// otherwise (a message half read, a failed connection) it just closes.
+func (m *imapMaildrop) release(polite bool) {
+	m.done = true
+	if m.stop != nil {
+		m.stop()
+	}
+	if m.reader != nil {
+		m.reader.abort()
+		m.reader = nil
+		polite = false
+	}
+	if polite && !m.broken {
+		logout(m.c)
+	} else {
+		_ = m.c.Close()
+	}
+	m.s.unlock(m.key)
+}
+
+func (m *imapMaildrop) Close() error {
+	if m.done {
+		return nil
+	}
+	m.release(true)
+	return nil
+}
