@@ -86,6 +86,7 @@ type message struct {
 	uid  string
 	fn   fileName // current file name in cur/
 	size int64
+	seq  uint64 // place in delivery order
 }
 
 // maildrop is one locked folder.
@@ -224,11 +225,9 @@ func (s *Store) snapshot(ctx context.Context, dir string) (*maildrop, error) {
 	md := &maildrop{s: s, dir: dir, cur: cur, cache: c, msgs: make([]message, 0, len(present))}
 	for base, fn := range present {
 		e := c.entries[base]
-		md.msgs = append(md.msgs, message{uid: e.uid, fn: fn, size: e.size})
+		md.msgs = append(md.msgs, message{uid: e.uid, fn: fn, size: e.size, seq: e.seq})
 	}
-	sort.Slice(md.msgs, func(i, j int) bool {
-		return c.entries[md.msgs[i].fn.base].seq < c.entries[md.msgs[j].fn.base].seq
-	})
+	sort.Slice(md.msgs, func(i, j int) bool { return md.msgs[i].seq < md.msgs[j].seq })
 	md.byUID = make(map[string]int, len(md.msgs))
 	for i, m := range md.msgs {
 		md.byUID[m.uid] = i

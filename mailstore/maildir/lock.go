@@ -74,7 +74,9 @@ func (s *Store) acquireLock(dir string) (*folderLock, error) {
 // supported it falls back to O_CREAT|O_EXCL.
 func (s *Store) createLock(dir, path string, content []byte) (os.FileInfo, error) {
 	tmp := filepath.Join(dir, lockTmpPrefix+strconv.Itoa(s.pid)+"."+strconv.FormatUint(s.lockSeq.n.Add(1), 10))
-	if err := writeFileSync(tmp, content); err != nil {
+	// The content needs no fsync: after a system crash every holder is
+	// dead, and a lock without content is broken by age.
+	if err := os.WriteFile(tmp, content, 0o600); err != nil {
 		_ = os.Remove(tmp)
 		return nil, err
 	}

@@ -236,7 +236,7 @@ func TestMidSessionChanges(t *testing.T) {
 	if got := read(t, md, after[2]); got != "Subject: late\r\n\r\nlate\r\n" {
 		t.Errorf("late message = %q", got)
 	}
-	if _, err := os.Stat(filepath.Join(cur, parseName(n1).withFlag('T')[:len(n1)-len(parseName(n1).info)] + "2,ST")); err != nil {
+	if _, err := os.Stat(filepath.Join(cur, parseName(n1).withFlag('T')[:len(n1)-len(parseName(n1).info)]+"2,ST")); err != nil {
 		t.Errorf("renamed message did not get S next to T: %v", err)
 	}
 }
