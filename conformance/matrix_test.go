@@ -14,7 +14,9 @@ import (
 
 	"popgate/conformance"
 	"popgate/mailstore"
+	"popgate/mailstore/maildir"
 	"popgate/mailstore/memstore"
+	"popgate/mailstore/users"
 	"popgate/pop1"
 	"popgate/pop2"
 	"popgate/pop3"
@@ -67,6 +69,17 @@ type backend struct {
 func backends() []backend {
 	return []backend{
 		{"memstore", func(*testing.T) mailstore.Store { return memstore.New() }},
+		{"maildir", func(t *testing.T) mailstore.Store {
+			st, err := maildir.New(maildir.Options{
+				Path:     filepath.Join(t.TempDir(), "%u", "Maildir"),
+				Users:    users.NewMemory(),
+				Hostname: "popgate.test",
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}},
 	}
 }
 

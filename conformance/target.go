@@ -141,7 +141,13 @@ func (t *StoreTarget) Seed(ctx context.Context, s *Script) error {
 			return fmt.Errorf("an empty folder %s cannot be created through mailstore.Provisioner: %w", mb.Folder, ErrSkip)
 		}
 		for _, name := range mb.Fixtures {
-			if err := p.Deliver(ctx, mb.User, mb.Folder, s.Fixtures[name].Raw); err != nil {
+			err := p.Deliver(ctx, mb.User, mb.Folder, s.Fixtures[name].Raw)
+			if errors.Is(err, mailstore.ErrNoSuchFolder) {
+				// The store cannot have a folder of that name (a path where
+				// it wants a plain name, say): the script does not apply.
+				return fmt.Errorf("store %T cannot hold folder %q (%w): %w", t.store, mb.Folder, err, ErrSkip)
+			}
+			if err != nil {
 				return fmt.Errorf("conformance: delivering %s to %s %s: %w", name, mb.User, mb.Folder, err)
 			}
 		}
