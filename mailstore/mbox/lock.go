@@ -18,7 +18,7 @@ import (
 // Two kinds of lock guard a spool (see docs/mbox.md):
 //
 //   - The delivery locks, which MDAs and mail readers take too: the dotlock
-//     PATH.lock (created with O_EXCL, removed when older than StaleLockAge,
+//     PATH.lock (made with link(2), which fails if it exists; removed when older than StaleLockAge,
 //     as liblockfile does) and then an fcntl(2) write lock on the spool.
 //     They are held only while scanning, appending and committing.
 //   - The maildrop lock, which only POP servers take: flock(2) on
@@ -130,16 +130,24 @@ func (l *spoolLock) detach() *os.File {
 // dotlock creates path.lock, waiting until deadline for another holder.
 func (s *Store) dotlock(ctx context.Context, path string, deadline time.Time) (string, error) {
 	lp := path + ".lock"
+	// The lock is made by linking a file that already holds our pid, as
+	// liblockfile does, so it is never seen empty (a crash between create
+	// and write would otherwise leave an unexplained lock for minutes).
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".dotlock-*")
+	if err != nil {
+		return "", fmt.Errorf("creating dotlock: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, werr := tmp.WriteString(strconv.Itoa(os.Getpid()) + "\n")
+	cerr := tmp.Close()
+	if werr != nil || cerr != nil {
+		return "", fmt.Errorf("writing dotlock: %w", errors.Join(werr, cerr))
+	}
+	_ = os.Chmod(tmp.Name(), 0o644)
 	wait := 5 * time.Millisecond
 	for {
-		f, err := os.OpenFile(lp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		err := os.Link(tmp.Name(), lp)
 		if err == nil {
-			_, werr := f.WriteString(strconv.Itoa(os.Getpid()) + "\n")
-			cerr := f.Close()
-			if werr != nil || cerr != nil {
-				_ = os.Remove(lp)
-				return "", fmt.Errorf("writing dotlock %s: %w", lp, errors.Join(werr, cerr))
-			}
 			return lp, nil
 		}
 		if !errors.Is(err, fs.ErrExist) {
