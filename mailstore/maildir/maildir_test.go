@@ -645,3 +645,31 @@ func TestParseCache(t *testing.T) {
 		}
 	}
 }
+
+// fixedAuth is an Authenticator without APOP or password setting.
+type fixedAuth struct{}
+
+func (fixedAuth) Authenticate(_ context.Context, user, password string) (users.Identity, error) {
+	if user == "alice" && password == testPW {
+		return users.Identity{User: user}, nil
+	}
+	return users.Identity{}, fmt.Errorf("fixed: %w", mailstore.ErrAuthFailed)
+}
+
+func TestMinimalAuthenticator(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(Options{Path: dir + "/%u", Users: fixedAuth{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.AddUser(ctx, "bob", "x"); !errors.Is(err, mailstore.ErrUnsupported) {
+		t.Errorf("AddUser = %v, want ErrUnsupported", err)
+	}
+	if _, err := s.LoginAPOP(ctx, "alice", "<t>", "00"); !errors.Is(err, mailstore.ErrUnsupported) {
+		t.Errorf("LoginAPOP = %v, want ErrUnsupported", err)
+	}
+	if _, err := s.Login(ctx, "alice", testPW); err != nil {
+		t.Errorf("Login = %v", err)
+	}
+}
