@@ -579,4 +579,3 @@ func readAll(r *raw, buf []byte) (int, error) {
 	}
 	return n, nil
 }
-

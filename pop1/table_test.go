@@ -45,12 +45,12 @@ var diagram = []edge{
 // extensions are the cells popgate fills where the Diagram draws
 // nothing. docs/pop1.md explains each.
 var extensions = []edge{
-	{stPass, inUSER, stPass, stUser},  // USER again replaces the name
-	{stPass, inQUIT, stDone, stDone},  // QUIT while waiting for PASS
-	{stRcev, inQUIT, stDone, stDone},  // QUIT inside a transaction aborts it
-	{stRcvd, inQUIT, stDone, stDone},  // likewise after the data
-	{stRcev, inNOOP, stRcev, stRcev},  // NOOP inside a transaction
-	{stRcvd, inNOOP, stRcvd, stRcvd},  // likewise after the data
+	{stPass, inUSER, stPass, stUser}, // USER again replaces the name
+	{stPass, inQUIT, stDone, stDone}, // QUIT while waiting for PASS
+	{stRcev, inQUIT, stDone, stDone}, // QUIT inside a transaction aborts it
+	{stRcvd, inQUIT, stDone, stDone}, // likewise after the data
+	{stRcev, inNOOP, stRcev, stRcev}, // NOOP inside a transaction
+	{stRcvd, inNOOP, stRcvd, stRcvd}, // likewise after the data
 }
 
 func TestTableMatchesDiagram(t *testing.T) {
