@@ -74,6 +74,7 @@
 //   - USER answers +OK for any name, so that user names cannot be probed
 //     (RFC 1939 §7 allows -ERR for unknown names; RFC 3206 §5 warns
 //     against it). The failure comes at PASS.
+//   - USER takes exactly one argument: a name with spaces is refused.
 //   - Arguments may be separated by several spaces and followed by
 //     trailing spaces; arguments longer than RFC 1939's 40 characters are
 //     accepted up to the 255-octet line limit.
