@@ -70,14 +70,20 @@ type PasswordSetter interface {
 
 // User is one parsed passwd-file entry.
 type User struct {
-	Name   string
-	Scheme string // canonical scheme name (PLAIN, SHA512-CRYPT, ..., CRYPT)
-	Secret string // the password field without its {SCHEME} prefix
-	UID    string
-	GID    string
-	Gecos  string
-	Home   string
-	Shell  string
+	// Name is the user name (first field).
+	Name string
+	// Scheme is the canonical scheme name (PLAIN, SHA512-CRYPT, ..., CRYPT).
+	Scheme string
+	// Secret is the password field without its {SCHEME} prefix.
+	Secret string
+	// UID and GID are the third and fourth fields, as written.
+	UID, GID string
+	// Gecos is the fifth field.
+	Gecos string
+	// Home is the home directory (sixth field); stores use it for %h.
+	Home string
+	// Shell is the seventh field.
+	Shell string
 	// Extra holds the key=value pairs of the extra_fields column; a field
 	// without '=' maps to "".
 	Extra map[string]string
