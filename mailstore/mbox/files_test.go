@@ -21,7 +21,7 @@ import (
 
 // userStore is a store with helperUser ("u", password "pw") and the path
 // of that user's spool.
-func userStore(t *testing.T, opts Options) (*Store, string) {
+func userStore(t testing.TB, opts Options) (*Store, string) {
 	t.Helper()
 	s := newStore(t, opts)
 	if err := s.AddUser(context.Background(), helperUser, "pw"); err != nil {

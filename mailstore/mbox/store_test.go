@@ -18,7 +18,7 @@ func testOptions(t *testing.T) Options {
 	}
 }
 
-func newStore(t *testing.T, opts Options) *Store {
+func newStore(t testing.TB, opts Options) *Store {
 	t.Helper()
 	if err := mkdirs(opts); err != nil {
 		t.Fatal(err)
