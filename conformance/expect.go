@@ -161,6 +161,9 @@ func topLines(msg []byte, n int) []byte {
 }
 
 func (ru *run) expectFixture(c *conn, st *Step) error {
+	if st.Mode == "mbox" {
+		return ru.expectMbox(c, st)
+	}
 	want := fixtureBytes(ru.s.Fixtures[st.Fixture], st.Mode, st.Lines)
 	if err := c.nc.SetReadDeadline(time.Now().Add(ru.r.timeout())); err != nil {
 		return ru.fail(st, "", nil, err)
@@ -173,6 +176,40 @@ func (ru *run) expectFixture(c *conn, st *Step) error {
 	}
 	if err != nil {
 		return ru.fail(st, quote(want), got, readErr(err))
+	}
+	return nil
+}
+
+// expectMbox reads POP1 mail data: for each fixture a separator line
+// starting "From " (the rest is the server's choice), the fixture's CRLF
+// form with every line matching ">*From " quoted by one more ">"
+// (mboxrd), and an empty line.
+func (ru *run) expectMbox(c *conn, st *Step) error {
+	for _, name := range st.Fixtures {
+		line, err := ru.readLine(c, st)
+		if err != nil || !bytes.HasPrefix(line, []byte("From ")) || !bytes.HasSuffix(line, []byte("\r\n")) {
+			return ru.fail(st, `a "From " separator line before `+name, line, readErr(err))
+		}
+		var want []byte
+		for _, l := range splitCRLF(ru.s.Fixtures[name].CRLF) {
+			if bytes.HasPrefix(bytes.TrimLeft(l, ">"), []byte("From ")) {
+				want = append(want, '>')
+			}
+			want = append(want, l...)
+		}
+		want = append(want, "\r\n"...)
+		if err := c.nc.SetReadDeadline(time.Now().Add(ru.r.timeout())); err != nil {
+			return ru.fail(st, "", nil, err)
+		}
+		got := make([]byte, len(want))
+		n, err := io.ReadFull(c.r, got)
+		got = got[:n]
+		if i := firstDiff(want, got); i >= 0 {
+			return ru.fixtureFailure(st, want, got, i, err)
+		}
+		if err != nil {
+			return ru.fail(st, quote(want), got, readErr(err))
+		}
 	}
 	return nil
 }

@@ -16,6 +16,7 @@
 //	S: +OK 2 ${size}                     one server line, literal except ${...}
 //	S~ \+OK [0-9]+ [0-9]+                one server line fully matching an RE2
 //	S< m1 dot                            fixture m1 as sent by RETR (raw|dot|top N)
+//	S< mbox m1 m2                        POP1 mail data: m1, m2 as an mboxrd blob
 //	! conn 2                             switch connection (dialled on first use)
 //	! hangup                             drop the current connection
 //	! expect-close                       the server closes the current connection
@@ -114,7 +115,7 @@ const (
 	StepSendBytes                       // C= "bytes"
 	StepLine                            // S: text
 	StepRegexp                          // S~ regexp
-	StepFixture                         // S< NAME raw|dot|top N
+	StepFixture                         // S< NAME raw|dot|top N, or S< mbox NAME...
 	StepConn                            // ! conn N
 	StepHangup                          // ! hangup
 	StepExpectClose                     // ! expect-close
@@ -138,6 +139,9 @@ type Step struct {
 	Fixture string
 	Mode    string
 	Lines   int
+	// Fixtures lists, for Mode "mbox" (S< mbox NAME...), the messages of
+	// a POP1 mail data blob, in order.
+	Fixtures []string
 	// Conn is the connection number of ! conn.
 	Conn int
 	// Mailbox is set for ! expect-mailbox.
@@ -344,6 +348,11 @@ func parseMailbox(val string) (Mailbox, error) {
 }
 
 func parseFixtureStep(f []string) (Step, bool, error) {
+	// S< mbox NAME...: POP1 mail data, an mboxrd blob of those fixtures.
+	// "S< mbox raw" (and dot, top) still means a fixture called mbox.
+	if len(f) >= 1 && f[0] == "mbox" && (len(f) == 1 || (f[1] != "raw" && f[1] != "dot" && f[1] != "top")) {
+		return Step{Kind: StepFixture, Mode: "mbox", Fixtures: f[1:]}, true, nil
+	}
 	if len(f) < 2 {
 		return Step{}, false, errors.New("S<: want NAME raw, NAME dot or NAME top N")
 	}
@@ -438,7 +447,12 @@ func (s *Script) check() error {
 				return err
 			}
 		case StepFixture:
-			if s.Fixtures[st.Fixture] == nil {
+			for _, name := range st.Fixtures {
+				if s.Fixtures[name] == nil {
+					return fmt.Errorf("%s:%d: S< mbox names fixture %q, which is not in the archive", s.Name, st.Line, name)
+				}
+			}
+			if st.Mode != "mbox" && s.Fixtures[st.Fixture] == nil {
 				return fmt.Errorf("%s:%d: S< names fixture %q, which is not in the archive", s.Name, st.Line, st.Fixture)
 			}
 		case StepSend, StepLine:
