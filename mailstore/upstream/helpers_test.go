@@ -350,3 +350,9 @@ func (s *skipGreeting) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+func contextWithCancel(t testing.TB) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return ctx, cancel
+}
