@@ -194,8 +194,9 @@ func (m *maildrop) rewrite(ctx context.Context, f *os.File, fi os.FileInfo, del,
 	crc := crc32.New(castagnoli)
 	src := bufio.NewReaderSize(io.TeeReader(io.NewSectionReader(f, 0, m.snap.size), crc), 256*1024)
 	w := bufio.NewWriterSize(tmp, 256*1024)
+	buf := make([]byte, 64*1024)
 	msgs := m.snap.msgs
-	if err := copyN(w, src, msgs[0].start); err != nil {
+	if err := copyN(w, src, msgs[0].start, buf); err != nil {
 		return err
 	}
 	for i, r := range msgs {
@@ -204,11 +205,11 @@ func (m *maildrop) rewrite(ctx context.Context, f *os.File, fi os.FileInfo, del,
 		}
 		switch {
 		case del[i]:
-			err = copyN(io.Discard, src, r.next-r.start)
+			err = copyN(io.Discard, src, r.next-r.start, buf)
 		case mark[i]:
-			err = writeSeen(w, src, r)
+			err = writeSeen(w, src, r, buf)
 		default:
-			err = copyN(w, src, r.next-r.start)
+			err = copyN(w, src, r.next-r.start, buf)
 		}
 		if err != nil {
 			return err
@@ -218,7 +219,7 @@ func (m *maildrop) rewrite(ctx context.Context, f *os.File, fi os.FileInfo, del,
 		return fmt.Errorf("snapshot region differs: %w", ErrSpoolChanged)
 	}
 	// Mail delivered since the snapshot, byte for byte, up to the end.
-	if _, err := io.Copy(w, io.NewSectionReader(f, m.snap.size, 1<<62)); err != nil {
+	if _, err := io.CopyBuffer(writerOnly{w}, io.NewSectionReader(f, m.snap.size, 1<<62), buf); err != nil {
 		return fmt.Errorf("copying new mail: %w", err)
 	}
 	if err := w.Flush(); err != nil {
@@ -242,18 +243,26 @@ func (m *maildrop) rewrite(ctx context.Context, f *os.File, fi os.FileInfo, del,
 	return nil
 }
 
-// copyN copies exactly n octets.
-func copyN(w io.Writer, r io.Reader, n int64) error {
-	if _, err := io.CopyN(w, r, n); err != nil {
+// copyN copies exactly n octets through buf (so that copying message
+// after message allocates nothing).
+func copyN(w io.Writer, r io.Reader, n int64, buf []byte) error {
+	got, err := io.CopyBuffer(writerOnly{w}, io.LimitReader(r, n), buf)
+	if err == nil && got != n {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
 		return fmt.Errorf("copying spool: %w", err)
 	}
 	return nil
 }
 
+// writerOnly hides a ReadFrom method, which would bypass the buffer.
+type writerOnly struct{ io.Writer }
+
 // writeSeen copies message r with its Status header replaced by
 // "Status: RO" (read, old), as mail readers write it.
-func writeSeen(w *bufio.Writer, src io.Reader, r msgRec) error {
-	if err := copyN(w, src, r.content-r.start); err != nil {
+func writeSeen(w *bufio.Writer, src io.Reader, r msgRec, buf []byte) error {
+	if err := copyN(w, src, r.content-r.start, buf); err != nil {
 		return err
 	}
 	hdr := bufio.NewReaderSize(io.LimitReader(src, r.hdrEnd-r.content), 4096)
@@ -282,7 +291,7 @@ func writeSeen(w *bufio.Writer, src io.Reader, r msgRec) error {
 		nl = crlf
 	}
 	w.Write(bytes.Join([][]byte{[]byte("Status: RO"), nl}, nil))
-	return copyN(w, src, r.next-r.hdrEnd)
+	return copyN(w, src, r.next-r.hdrEnd, buf)
 }
 
 // removeLeftovers removes temporary spools left by a crash. The caller
