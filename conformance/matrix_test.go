@@ -18,6 +18,7 @@ import (
 	"popgate/mailstore/memstore"
 	"popgate/mailstore/users"
 	"popgate/pop1"
+	"popgate/pop1/port109"
 	"popgate/pop2"
 	"popgate/pop3"
 )
@@ -54,6 +55,22 @@ func frontEnds() map[string]frontEnd {
 				return nil, err
 			}
 			return srv.ServeConn, nil
+		},
+		// pop109 is one port 109 listener: POP1 and POP2 behind one greeting.
+		"pop109": func(st mailstore.Store, log zerolog.Logger) (conformance.Handler, error) {
+			p1, err := pop1.New(pop1.Options{Store: st, Hostname: "popgate.test", Logger: log})
+			if err != nil {
+				return nil, err
+			}
+			p2, err := pop2.New(pop2.Options{Store: st, Hostname: "popgate.test", Logger: log})
+			if err != nil {
+				return nil, err
+			}
+			d, err := port109.New(port109.Options{POP1: p1, POP2: p2, Logger: log})
+			if err != nil {
+				return nil, err
+			}
+			return d.ServeConn, nil
 		},
 	}
 }
