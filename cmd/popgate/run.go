@@ -13,7 +13,6 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
 
-	"popgate/mailstore"
 	"popgate/pop2"
 	"popgate/pop3"
 )
@@ -28,7 +27,7 @@ const (
 type config struct {
 	pop3Addrs       []string
 	pop2Addrs       []string
-	store           string
+	storeCfg        storeConfig
 	hostname        string
 	logLevel        string
 	logFormat       string
@@ -51,7 +50,15 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	fs.StringArrayVar(&cfg.pop3Addrs, "pop3", nil, "POP3 (RFC 1939) listener `ADDR` (host:port; repeatable); standard port 110")
 	fs.StringArrayVar(&cfg.pop2Addrs, "pop2", nil, "POP2 (RFC 937) listener `ADDR` (repeatable); standard port 109")
-	fs.StringVar(&cfg.store, "store", "memory:", "mail store `URL`: memory: (the demo maildrop)")
+	fs.StringVar(&cfg.storeCfg.url, "store", "memory:", "mail store `URL`: memory: (the demo maildrop), maildir:PATH, mbox:PATH (PATH may hold %u), imaps://HOST[:PORT], imap://HOST, pop3s://HOST[:PORT], pop3://HOST")
+	fs.StringVar(&cfg.storeCfg.usersFile, "users", "", "Dovecot-style passwd-file `FILE` (user:{SCHEME}secret:...); needed by maildir: and mbox:, reloaded on SIGHUP")
+	fs.StringVar(&cfg.storeCfg.uidlFormat, "uidl-format", "basename", "maildir UIDLs: basename, or dovecot to reproduce Dovecot's from dovecot-uidlist")
+	fs.StringVar(&cfg.storeCfg.mboxFlavour, "mbox-flavour", "mboxo", "mbox From_ quoting: mboxo (Debian's Postfix and procmail) or mboxrd")
+	fs.StringVar(&cfg.storeCfg.mboxFolders, "mbox-folders", "", "mbox: `DIR` of a user's other folders, e.g. %h/mail (empty: INBOX only)")
+	fs.StringVar(&cfg.storeCfg.upstreamCA, "upstream-ca", "", "gateway: CA certificate `FILE` for the upstream (default: system roots)")
+	fs.BoolVar(&cfg.storeCfg.upstreamInsec, "upstream-insecure", false, "gateway: do not verify the upstream's certificate (logged at every start)")
+	fs.StringVar(&cfg.storeCfg.upstreamDelete, "upstream-delete", "expunge", "gateway: what a POP deletion does upstream: expunge, or keyword (hide from POP, keep in IMAP)")
+	fs.IntVar(&cfg.storeCfg.upstreamWindow, "upstream-window", 0, "gateway: serve only the newest `N` messages of each folder (0: all)")
 	fs.StringVar(&cfg.hostname, "hostname", "", "host `NAME` in greetings and APOP timestamps (default: the system host name)")
 	fs.StringVar(&cfg.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn, error")
 	fs.StringVar(&cfg.logFormat, "log-format", "console", "log `FORMAT`: console or json")
@@ -92,19 +99,6 @@ func newLogger(cfg *config, stderr io.Writer) (zerolog.Logger, error) {
 	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
 }
 
-// openStore builds the store named by the --store URL. demo reports
-// whether it is the demo maildrop.
-func openStore(ctx context.Context, cfg *config) (st mailstore.Store, demo bool, err error) {
-	scheme, _, _ := strings.Cut(cfg.store, ":")
-	switch scheme {
-	case "memory":
-		s, err := newDemoStore(ctx)
-		return s, true, err
-	default:
-		return nil, false, fmt.Errorf("--store %q: unknown store (want memory:)", cfg.store)
-	}
-}
-
 // run is the whole program; main only supplies the context and streams.
 // It returns the exit status: 0 after a clean shutdown or --help, 1 on a
 // start-up failure, 2 on a usage error.
@@ -129,10 +123,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			cfg.hostname = "localhost"
 		}
 	}
-	store, demo, err := openStore(ctx, cfg)
+	opened, err := openStore(ctx, cfg.storeCfg, cfg.hostname, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "popgate: %v\n", err)
 		return 1
+	}
+	store, demo := opened.store, opened.demo
+	log.Info().Str("store", opened.desc).Msg("mail store ready")
+	if opened.users != nil {
+		stopReload := reloadOnSIGHUP(opened.users, log)
+		defer stopReload()
 	}
 
 	p3, err := pop3.New(pop3.Options{

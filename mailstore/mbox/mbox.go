@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"popgate/mailstore"
+	"popgate/mailstore/users"
 )
 
 // Errors specific to mbox spools. Both are temporary failures: nothing was
@@ -59,29 +60,18 @@ const (
 	DefaultStaleLockAge = 5 * time.Minute
 )
 
-// Identity is an authenticated user as the store needs it.
-type Identity struct {
-	// User is the canonical user name; "" means the name that was given.
-	User string
-	// Home is the user's home directory for %h in Options.FolderDir; ""
-	// means look it up with Options.Home.
-	Home string
-}
+// Identity is an authenticated user as the store needs it: the canonical
+// user name ("" means the name that was given) and the home directory for
+// %h in Options.FolderDir ("" means look it up with Options.Home). It is
+// the users package's type, so a passwd-file serves mbox and Maildir alike.
+type Identity = users.Identity
 
-// Authenticator checks passwords for a [Store]. Unknown users and wrong
-// passwords both give an error wrapping [mailstore.ErrAuthFailed]; any other
-// error is a system failure. Implementations are safe for concurrent use.
-type Authenticator interface {
-	Authenticate(ctx context.Context, user, password string) (Identity, error)
-}
+// Authenticator checks passwords for a [Store]; see [users.Authenticator].
+type Authenticator = users.Authenticator
 
 // APOPAuthenticator is an [Authenticator] that can check an RFC 1939 APOP
-// digest. It returns an error wrapping [mailstore.ErrUnsupported] for users
-// whose secret is not kept in clear text.
-type APOPAuthenticator interface {
-	Authenticator
-	AuthenticateAPOP(ctx context.Context, user, timestamp, digest string) (Identity, error)
-}
+// digest; see [users.APOPAuthenticator].
+type APOPAuthenticator = users.APOPAuthenticator
 
 // userAdder is an Authenticator that can create users ([Table] is one); the
 // Store's AddUser delegates to it.

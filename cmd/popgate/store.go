@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/rs/zerolog"
+
+	"popgate/mailstore"
+	"popgate/mailstore/maildir"
+	"popgate/mailstore/mbox"
+	"popgate/mailstore/upstream"
+	"popgate/mailstore/users"
+)
+
+// storeConfig is the part of the command line that chooses the store.
+type storeConfig struct {
+	url            string
+	usersFile      string
+	uidlFormat     string
+	mboxFlavour    string
+	mboxFolders    string
+	upstreamCA     string
+	upstreamInsec  bool
+	upstreamDelete string
+	upstreamWindow int
+}
+
+// openedStore is a store and what run needs to know about it.
+type openedStore struct {
+	store mailstore.Store
+	// demo is set for the in-memory demo maildrop.
+	demo bool
+	// users is the passwd-file, reloaded on SIGHUP; nil if none.
+	users *users.DB
+	// desc describes the store for the start-up log.
+	desc string
+}
+
+// openStore builds the store named by the --store URL.
+func openStore(ctx context.Context, sc storeConfig, hostname string, log zerolog.Logger) (*openedStore, error) {
+	scheme, rest, _ := strings.Cut(sc.url, ":")
+	switch scheme {
+	case "memory":
+		if rest != "" {
+			return nil, fmt.Errorf("--store %q: memory: takes no path", sc.url)
+		}
+		st, err := newDemoStore(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &openedStore{store: st, demo: true, desc: "memory: (demo maildrop)"}, nil
+
+	case "maildir", "mbox":
+		if rest == "" {
+			return nil, fmt.Errorf("--store %q: give a path, e.g. %s:/var/mail/%%u", sc.url, scheme)
+		}
+		if sc.usersFile == "" {
+			return nil, fmt.Errorf("--store %s: needs --users FILE (a Dovecot-style passwd-file; make entries with 'popgate passwd')", scheme)
+		}
+		db, err := users.Open(sc.usersFile)
+		if err != nil {
+			return nil, fmt.Errorf("--users: %w", err)
+		}
+		if scheme == "maildir" {
+			format := maildir.UIDLBaseName
+			switch sc.uidlFormat {
+			case "", "basename":
+			case "dovecot":
+				format = maildir.UIDLDovecot
+			default:
+				return nil, fmt.Errorf("--uidl-format %q: want basename or dovecot", sc.uidlFormat)
+			}
+			st, err := maildir.New(maildir.Options{
+				Path: rest, Users: db, UIDLFormat: format, Hostname: hostname, Logger: log,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("--store: %w", err)
+			}
+			return &openedStore{store: st, users: db, desc: "maildir:" + rest}, nil
+		}
+		var flavour mbox.Flavour
+		switch sc.mboxFlavour {
+		case "", "mboxo":
+			flavour = mbox.MboxO
+		case "mboxrd":
+			flavour = mbox.MboxRD
+		default:
+			return nil, fmt.Errorf("--mbox-flavour %q: want mboxo or mboxrd", sc.mboxFlavour)
+		}
+		st, err := mbox.New(mbox.Options{Path: rest, FolderDir: sc.mboxFolders, Auth: db, Flavour: flavour})
+		if err != nil {
+			return nil, fmt.Errorf("--store: %w", err)
+		}
+		return &openedStore{store: st, users: db, desc: "mbox:" + rest}, nil
+
+	case "imaps", "imap", "pop3s", "pop3":
+		if sc.upstreamInsec {
+			log.Warn().Str("store", sc.url).Msg("--upstream-insecure: the upstream's TLS certificate is NOT verified")
+		}
+		st, err := upstream.New(ctx, upstream.Options{
+			URL:        sc.url,
+			CAFile:     sc.upstreamCA,
+			Insecure:   sc.upstreamInsec,
+			Logger:     log,
+			DeleteMode: upstream.DeleteMode(sc.upstreamDelete),
+			Window:     sc.upstreamWindow,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("--store: %w", err)
+		}
+		return &openedStore{store: st, desc: sc.url + " (gateway, pass-through credentials)"}, nil
+	}
+	return nil, fmt.Errorf("--store %q: unknown store (want memory:, maildir:PATH, mbox:PATH, imaps://HOST, pop3s://HOST)", sc.url)
+}
