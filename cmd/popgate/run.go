@@ -35,6 +35,7 @@ type config struct {
 	idleTimeout     time.Duration
 	shutdownTimeout time.Duration
 	maxConns        int
+	runAs           string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -65,6 +66,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&cfg.authTimeout, "auth-timeout", 0, "idle limit before login (default: each protocol's own: POP3 2m, POP2 3m)")
 	fs.DurationVar(&cfg.idleTimeout, "idle-timeout", 0, "idle limit after login (default: POP3 10m, the RFC 1939 minimum; POP2 30m)")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 5*time.Second, "on SIGINT/SIGTERM, how long sessions may run on before they are closed without UPDATE")
+	fs.StringVar(&cfg.runAs, "run-as", "", "after binding the listeners, drop root privileges to `USER[:GROUP]`")
 	fs.IntVar(&cfg.maxConns, "max-conns", 1000, "most simultaneous connections over all listeners (0: no limit)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -179,6 +181,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			ls.serve(ln, l.proto, l.fe)
 			bound = append(bound, boundListener{l.name, ln.Addr().String()})
 		}
+	}
+	if cfg.runAs != "" {
+		if err := dropPrivileges(cfg.runAs); err != nil {
+			ls.shutdown(0)
+			fmt.Fprintf(stderr, "popgate: %v\n", err)
+			return 1
+		}
+		log.Info().Str("user", cfg.runAs).Int("uid", os.Getuid()).Msg("privileges dropped")
 	}
 	printWelcome(stdout, bound, demo)
 
