@@ -12,21 +12,20 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
-
-	"popgate/pop2"
-	"popgate/pop3"
 )
 
 // Demo listening addresses, used when no listener flag is given.
 const (
 	demoPOP3Addr = "127.0.0.1:1110"
-	demoPOP2Addr = "127.0.0.1:1109"
+	demo109Addr  = "127.0.0.1:1109"
 )
 
 // config is the parsed command line.
 type config struct {
 	pop3Addrs       []string
 	pop2Addrs       []string
+	pop1Addrs       []string
+	pop109Addrs     []string
 	storeCfg        storeConfig
 	hostname        string
 	logLevel        string
@@ -44,13 +43,16 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: popgate [flags]\n\n"+
-			"popgate serves mail over POP3 (RFC 1939) and POP2 (RFC 937) from one mailstore.\n"+
-			"With no listener flag it serves POP3 on %s and POP2 on %s; with the\n"+
-			"default --store it serves the demo maildrop (user demo, password demo).\n\nFlags:\n", demoPOP3Addr, demoPOP2Addr)
+			"popgate serves mail over POP3 (RFC 1939), POP2 (RFC 937) and POP1 (RFC 918)\n"+
+			"from one mailstore. With no listener flag it serves POP3 on %s and POP1+POP2\n"+
+			"on %s; with the default --store it serves the demo maildrop (user demo,\n"+
+			"password demo).\n\nFlags:\n", demoPOP3Addr, demo109Addr)
 		fs.PrintDefaults()
 	}
 	fs.StringArrayVar(&cfg.pop3Addrs, "pop3", nil, "POP3 (RFC 1939) listener `ADDR` (host:port; repeatable); standard port 110")
 	fs.StringArrayVar(&cfg.pop2Addrs, "pop2", nil, "POP2 (RFC 937) listener `ADDR` (repeatable); standard port 109")
+	fs.StringArrayVar(&cfg.pop1Addrs, "pop1", nil, "POP1 (RFC 918) listener `ADDR` (repeatable)")
+	fs.StringArrayVar(&cfg.pop109Addrs, "pop109", nil, "POP1 and POP2 on one listener `ADDR`, told apart by the first command (HELO: POP2, USER: POP1); the historical port 109")
 	fs.StringVar(&cfg.storeCfg.url, "store", "memory:", "mail store `URL`: memory: (the demo maildrop), maildir:PATH, mbox:PATH (PATH may hold %u), imaps://HOST[:PORT], imap://HOST, pop3s://HOST[:PORT], pop3://HOST")
 	fs.StringVar(&cfg.storeCfg.usersFile, "users", "", "Dovecot-style passwd-file `FILE` (user:{SCHEME}secret:...); needed by maildir: and mbox:, reloaded on SIGHUP")
 	fs.StringVar(&cfg.storeCfg.uidlFormat, "uidl-format", "basename", "maildir UIDLs: basename, or dovecot to reproduce Dovecot's from dovecot-uidlist")
@@ -74,9 +76,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
 	}
-	if len(cfg.pop3Addrs) == 0 && len(cfg.pop2Addrs) == 0 {
+	if len(cfg.pop3Addrs)+len(cfg.pop2Addrs)+len(cfg.pop1Addrs)+len(cfg.pop109Addrs) == 0 {
 		cfg.pop3Addrs = []string{demoPOP3Addr}
-		cfg.pop2Addrs = []string{demoPOP2Addr}
+		cfg.pop109Addrs = []string{demo109Addr}
 	}
 	if cfg.idleTimeout != 0 && cfg.idleTimeout < 10*time.Minute {
 		fmt.Fprintf(stderr, "popgate: warning: --idle-timeout %v is shorter than the 10 minutes RFC 1939 §3 asks for\n", cfg.idleTimeout)
@@ -137,26 +139,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		defer stopReload()
 	}
 
-	p3, err := pop3.New(pop3.Options{
-		Store:       store,
-		Hostname:    cfg.hostname,
-		Logger:      log,
-		AuthTimeout: cfg.authTimeout,
-		IdleTimeout: cfg.idleTimeout,
-	})
+	fes, err := newFrontEnds(cfg, store, log)
 	if err != nil {
-		fmt.Fprintf(stderr, "popgate: pop3: %v\n", err)
-		return 1
-	}
-	p2, err := pop2.New(pop2.Options{
-		Store:       store,
-		Hostname:    cfg.hostname,
-		Logger:      log,
-		AuthTimeout: cfg.authTimeout,
-		IdleTimeout: cfg.idleTimeout,
-	})
-	if err != nil {
-		fmt.Fprintf(stderr, "popgate: pop2: %v\n", err)
+		fmt.Fprintf(stderr, "popgate: %v\n", err)
 		return 1
 	}
 
@@ -167,8 +152,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		addrs       []string
 		fe          frontEnd
 	}{
-		{"pop3", "POP3", cfg.pop3Addrs, p3},
-		{"pop2", "POP2", cfg.pop2Addrs, p2},
+		{"pop3", "POP3", cfg.pop3Addrs, fes.pop3},
+		{"pop2", "POP2", cfg.pop2Addrs, fes.pop2},
+		{"pop1", "POP1", cfg.pop1Addrs, fes.pop1},
+		{"pop109", "POP1+POP2", cfg.pop109Addrs, fes.pop109},
 	} {
 		for _, addr := range l.addrs {
 			ln, err := net.Listen("tcp", addr)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"popgate/mailstore"
+	"popgate/pop1/pop1client"
 	"popgate/pop2/pop2client"
 )
 
@@ -224,6 +225,64 @@ func TestDemoServesPOP2AndPOP3TheSameMailbox(t *testing.T) {
 	for i, msg := range msgs {
 		if want := mailstore.ToCRLF([]byte(demoMessages[i])); !bytes.Equal(msg.Data, want) {
 			t.Errorf("POP2 message %d = %q, want %q", i+1, msg.Data, want)
+		}
+	}
+}
+
+// TestDemoPort109ServesPOP1AndPOP2 runs the demo's default listeners and
+// fetches the same maildrop through the shared POP1+POP2 port with both
+// historical clients, then through POP3.
+func TestDemoPort109ServesPOP1AndPOP2(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, stdout, _, _, _ := startRunOut(t, "--pop3", "127.0.0.1:0", "--pop109", "127.0.0.1:0")
+	m := regexp.MustCompile(`POP1\+POP2 on (\S+)`).FindStringSubmatch(stdout.String())
+	if m == nil {
+		t.Fatalf("no POP1+POP2 address printed: %q", stdout.String())
+	}
+	want := make([][]byte, len(demoMessages))
+	for i, msg := range demoMessages {
+		want[i] = mailstore.ToCRLF([]byte(msg))
+	}
+
+	c2, err := pop2client.Dial(ctx, m[1])
+	if err != nil {
+		t.Fatalf("pop2 dial: %v", err)
+	}
+	n, err := c2.Helo(demoUser, demoPassword)
+	if err != nil || n != len(demoMessages) {
+		t.Fatalf("HELO = %d, %v", n, err)
+	}
+	msgs2, err := c2.FetchAll(n, pop2client.FetchOptions{})
+	if err != nil {
+		t.Fatalf("POP2 FetchAll: %v", err)
+	}
+	if err := c2.Quit(); err != nil {
+		t.Fatalf("POP2 QUIT: %v", err)
+	}
+	c2.Close()
+
+	c1, err := pop1client.Dial(ctx, m[1])
+	if err != nil {
+		t.Fatalf("pop1 dial: %v", err)
+	}
+	defer c1.Close()
+	if err := c1.Login(demoUser, demoPassword); err != nil {
+		t.Fatalf("POP1 login: %v", err)
+	}
+	msgs1, err := c1.Fetch("", false)
+	if err != nil {
+		t.Fatalf("POP1 Fetch: %v", err)
+	}
+	if len(msgs1) != len(want) || len(msgs2) != len(want) {
+		t.Fatalf("POP1 got %d messages, POP2 %d; want %d", len(msgs1), len(msgs2), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(msgs2[i].Data, want[i]) {
+			t.Errorf("POP2 message %d differs from the store", i+1)
+		}
+		if !bytes.Equal(msgs1[i].Data, want[i]) {
+			t.Errorf("POP1 message %d differs from the store", i+1)
 		}
 	}
 }

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/rs/zerolog"
+
+	"popgate/mailstore"
+	"popgate/pop1"
+	"popgate/pop1/port109"
+	"popgate/pop2"
+	"popgate/pop3"
+)
+
+// frontEnds are the protocol servers, built once and shared by every
+// listener of their protocol.
+type frontEnds struct {
+	pop3   *pop3.Server
+	pop2   *pop2.Server
+	pop1   *pop1.Server
+	pop109 *port109.Dispatcher
+}
+
+func newFrontEnds(cfg *config, store mailstore.Store, log zerolog.Logger) (*frontEnds, error) {
+	p3, err := pop3.New(pop3.Options{
+		Store:       store,
+		Hostname:    cfg.hostname,
+		Logger:      log,
+		AuthTimeout: cfg.authTimeout,
+		IdleTimeout: cfg.idleTimeout,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pop3: %w", err)
+	}
+	p2, err := pop2.New(pop2.Options{
+		Store:       store,
+		Hostname:    cfg.hostname,
+		Logger:      log,
+		AuthTimeout: cfg.authTimeout,
+		IdleTimeout: cfg.idleTimeout,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pop2: %w", err)
+	}
+	p1, err := pop1.New(pop1.Options{
+		Store:       store,
+		Hostname:    cfg.hostname,
+		Logger:      log,
+		AuthTimeout: cfg.authTimeout,
+		IdleTimeout: cfg.idleTimeout,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pop1: %w", err)
+	}
+	d, err := port109.New(port109.Options{POP1: p1, POP2: p2, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("port 109: %w", err)
+	}
+	return &frontEnds{pop3: p3, pop2: p2, pop1: p1, pop109: d}, nil
+}
