@@ -58,3 +58,18 @@ func newFrontEnds(cfg *config, store mailstore.Store, log zerolog.Logger) (*fron
 	}
 	return &frontEnds{pop3: p3, pop2: p2, pop1: p1, pop109: d}, nil
 }
+
+// byProto returns the front end for an --inetd protocol name, or nil.
+func (f *frontEnds) byProto(name string) frontEnd {
+	switch name {
+	case "pop3":
+		return f.pop3
+	case "pop2":
+		return f.pop2
+	case "pop1":
+		return f.pop1
+	case "pop109":
+		return f.pop109
+	}
+	return nil
+}

@@ -81,10 +81,7 @@ func TestRunAsDropsPrivileges(t *testing.T) {
 	if err != nil {
 		t.Skipf("no user nobody: %v", err)
 	}
-	bin := filepath.Join(t.TempDir(), "popgate")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := popgateBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "--pop3", "127.0.0.1:0", "--run-as", "nobody", "--log-level", "warn")

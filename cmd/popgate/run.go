@@ -35,6 +35,7 @@ type config struct {
 	shutdownTimeout time.Duration
 	maxConns        int
 	runAs           string
+	inetd           string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -68,6 +69,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&cfg.authTimeout, "auth-timeout", 0, "idle limit before login (default: each protocol's own: POP3 2m, POP2 3m)")
 	fs.DurationVar(&cfg.idleTimeout, "idle-timeout", 0, "idle limit after login (default: POP3 10m, the RFC 1939 minimum; POP2 30m)")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 5*time.Second, "on SIGINT/SIGTERM, how long sessions may run on before they are closed without UPDATE")
+	fs.StringVar(&cfg.inetd, "inetd", "", "serve one connection on stdin/stdout with `PROTO` (pop3, pop2, pop1 or pop109) and exit, as inetd or systemd Accept=yes expect; no listeners")
 	fs.StringVar(&cfg.runAs, "run-as", "", "after binding the listeners, drop root privileges to `USER[:GROUP]`")
 	fs.IntVar(&cfg.maxConns, "max-conns", 1000, "most simultaneous connections over all listeners (0: no limit)")
 	if err := fs.Parse(args); err != nil {
@@ -143,6 +145,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "popgate: %v\n", err)
 		return 1
+	}
+
+	if cfg.inetd != "" {
+		fe := fes.byProto(cfg.inetd)
+		if fe == nil {
+			fmt.Fprintf(stderr, "popgate: --inetd %q: want pop3, pop2, pop1 or pop109\n", cfg.inetd)
+			return 2
+		}
+		if err := serveInetd(ctx, fe); err != nil {
+			fmt.Fprintf(stderr, "popgate: --inetd: %v\n", err)
+			return 1
+		}
+		return 0
 	}
 
 	ls := newListeners(log, cfg.maxConns)
