@@ -7,6 +7,7 @@
 //     implements (memstore, maildir, mbox, upstream gateways);
 //   - [APOPStore]: an optional interface for stores that can verify an RFC
 //     1939 APOP digest without handing out the shared secret;
+//   - [CRAMMD5Store]: the same for an RFC 2195 CRAM-MD5 digest (POP3 AUTH);
 //   - [Provisioner]: an optional interface for stores that can create users
 //     and accept deliveries (tests, the demo, conformance fixtures);
 //   - [MessageInfo] and [Changes]: what a maildrop lists and what a commit
@@ -92,6 +93,16 @@ type Store interface {
 type APOPStore interface {
 	Store
 	LoginAPOP(ctx context.Context, user, timestamp, digest string) (Account, error)
+}
+
+// CRAMMD5Store is a Store that can check an RFC 2195 CRAM-MD5 response:
+// digest is the lower-case hex HMAC-MD5 of challenge (brackets included)
+// keyed with the user's shared secret. Like APOPStore it keeps the secret
+// inside the store, and returns ErrUnsupported for users whose secret is
+// not kept in a reversible form.
+type CRAMMD5Store interface {
+	Store
+	LoginCRAMMD5(ctx context.Context, user, challenge, digest string) (Account, error)
 }
 
 // Account is an authenticated user. It holds no maildrop lock itself.

@@ -91,8 +91,9 @@ type Store struct {
 }
 
 var (
-	_ mailstore.APOPStore   = (*Store)(nil)
-	_ mailstore.Provisioner = (*Store)(nil)
+	_ mailstore.APOPStore    = (*Store)(nil)
+	_ mailstore.CRAMMD5Store = (*Store)(nil)
+	_ mailstore.Provisioner  = (*Store)(nil)
 )
 
 // New returns a Store for opts.
@@ -207,6 +208,20 @@ func (s *Store) LoginAPOP(ctx context.Context, user, timestamp, digest string) (
 	id, err := a.AuthenticateAPOP(ctx, user, timestamp, digest)
 	if err != nil {
 		return nil, fmt.Errorf("maildir: APOP: %w", err)
+	}
+	return s.account(ctx, id)
+}
+
+// LoginCRAMMD5 checks an RFC 2195 CRAM-MD5 digest through the users
+// database, with the same ErrUnsupported rules as [Store.LoginAPOP].
+func (s *Store) LoginCRAMMD5(ctx context.Context, user, challenge, digest string) (mailstore.Account, error) {
+	a, ok := s.opts.Users.(users.CRAMMD5Authenticator)
+	if !ok {
+		return nil, fmt.Errorf("maildir: CRAM-MD5 for %q: %w", user, mailstore.ErrUnsupported)
+	}
+	id, err := a.AuthenticateCRAMMD5(ctx, user, challenge, digest)
+	if err != nil {
+		return nil, fmt.Errorf("maildir: CRAM-MD5: %w", err)
 	}
 	return s.account(ctx, id)
 }

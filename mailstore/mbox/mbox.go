@@ -5,7 +5,7 @@
 // It provides:
 //
 //   - [Store], created by [New] from [Options]: a [mailstore.Store],
-//     [mailstore.APOPStore] and [mailstore.Provisioner];
+//     [mailstore.APOPStore], [mailstore.CRAMMD5Store] and [mailstore.Provisioner];
 //   - [Flavour] ([MboxO], the default, and [MboxRD]): how "From " lines
 //     inside bodies are quoted;
 //   - [Authenticator] and [APOPAuthenticator]: the small interfaces the
@@ -73,6 +73,10 @@ type Authenticator = users.Authenticator
 // digest; see [users.APOPAuthenticator].
 type APOPAuthenticator = users.APOPAuthenticator
 
+// CRAMMD5Authenticator is an [Authenticator] that can check an RFC 2195
+// CRAM-MD5 digest; see [users.CRAMMD5Authenticator].
+type CRAMMD5Authenticator = users.CRAMMD5Authenticator
+
 // userAdder is an Authenticator that can create users ([Table] is one); the
 // Store's AddUser delegates to it.
 type userAdder interface {
@@ -138,8 +142,9 @@ type Store struct {
 }
 
 var (
-	_ mailstore.APOPStore   = (*Store)(nil)
-	_ mailstore.Provisioner = (*Store)(nil)
+	_ mailstore.APOPStore    = (*Store)(nil)
+	_ mailstore.CRAMMD5Store = (*Store)(nil)
+	_ mailstore.Provisioner  = (*Store)(nil)
 )
 
 // New returns a store over the spools opts describes.
@@ -229,6 +234,24 @@ func (s *Store) LoginAPOP(ctx context.Context, name, timestamp, digest string) (
 	id, err := a.AuthenticateAPOP(ctx, name, timestamp, digest)
 	if err != nil {
 		return nil, fmt.Errorf("mbox: APOP %q: %w", name, err)
+	}
+	return s.account(name, id)
+}
+
+// LoginCRAMMD5 checks an RFC 2195 CRAM-MD5 digest. It returns an error
+// wrapping [mailstore.ErrUnsupported] when the Authenticator cannot check
+// digests.
+func (s *Store) LoginCRAMMD5(ctx context.Context, name, challenge, digest string) (mailstore.Account, error) {
+	a, ok := s.auth.(CRAMMD5Authenticator)
+	if !ok {
+		return nil, fmt.Errorf("mbox: CRAM-MD5 for %q: %w", name, mailstore.ErrUnsupported)
+	}
+	if !validUser(name) {
+		return nil, fmt.Errorf("mbox: CRAM-MD5 %q: %w", name, mailstore.ErrAuthFailed)
+	}
+	id, err := a.AuthenticateCRAMMD5(ctx, name, challenge, digest)
+	if err != nil {
+		return nil, fmt.Errorf("mbox: CRAM-MD5 %q: %w", name, err)
 	}
 	return s.account(name, id)
 }

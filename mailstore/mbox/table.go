@@ -2,6 +2,7 @@ package mbox
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/md5"
 	"crypto/subtle"
 	"encoding/hex"
@@ -19,7 +20,10 @@ type Table struct {
 	users map[string]string
 }
 
-var _ APOPAuthenticator = (*Table)(nil)
+var (
+	_ APOPAuthenticator    = (*Table)(nil)
+	_ CRAMMD5Authenticator = (*Table)(nil)
+)
 
 // NewTable returns an empty table.
 func NewTable() *Table {
@@ -69,6 +73,20 @@ func (t *Table) AuthenticateAPOP(_ context.Context, user, timestamp, digest stri
 	match := subtle.ConstantTimeCompare([]byte(want), []byte(digest)) == 1
 	if !ok || !match {
 		return Identity{}, fmt.Errorf("mbox: table APOP: %w", mailstore.ErrAuthFailed)
+	}
+	return Identity{User: user}, nil
+}
+
+// AuthenticateCRAMMD5 checks an RFC 2195 CRAM-MD5 digest against user's
+// password.
+func (t *Table) AuthenticateCRAMMD5(_ context.Context, user, challenge, digest string) (Identity, error) {
+	secret, ok := t.secret(user)
+	mac := hmac.New(md5.New, []byte(secret))
+	mac.Write([]byte(challenge))
+	want := hex.EncodeToString(mac.Sum(nil))
+	match := subtle.ConstantTimeCompare([]byte(want), []byte(digest)) == 1
+	if !ok || !match {
+		return Identity{}, fmt.Errorf("mbox: table CRAM-MD5: %w", mailstore.ErrAuthFailed)
 	}
 	return Identity{User: user}, nil
 }

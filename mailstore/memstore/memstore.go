@@ -3,7 +3,7 @@
 // disk.
 //
 // It keeps users with plain-text passwords (so it implements
-// [mailstore.APOPStore]), any number of folders per user, and an exclusive
+// [mailstore.APOPStore] and [mailstore.CRAMMD5Store]), any number of folders per user, and an exclusive
 // lock per folder. Messages are stored in their canonical CRLF form; UIDs
 // are a per-store counter, never reused. A Store is safe for concurrent use;
 // its mutex is never held while a caller reads a message.
@@ -12,6 +12,7 @@ package memstore
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/md5"
 	"crypto/subtle"
 	"encoding/hex"
@@ -51,8 +52,9 @@ type message struct {
 }
 
 var (
-	_ mailstore.APOPStore   = (*Store)(nil)
-	_ mailstore.Provisioner = (*Store)(nil)
+	_ mailstore.APOPStore    = (*Store)(nil)
+	_ mailstore.CRAMMD5Store = (*Store)(nil)
+	_ mailstore.Provisioner  = (*Store)(nil)
 )
 
 // New returns an empty store.
@@ -127,6 +129,26 @@ func (s *Store) LoginAPOP(_ context.Context, name, timestamp, digest string) (ma
 	match := subtle.ConstantTimeCompare([]byte(want), []byte(digest)) == 1
 	if !ok || !match {
 		return nil, fmt.Errorf("memstore: APOP %q: %w", name, mailstore.ErrAuthFailed)
+	}
+	return &account{s: s, name: name}, nil
+}
+
+// LoginCRAMMD5 checks an RFC 2195 CRAM-MD5 digest (hex HMAC-MD5 of the
+// challenge keyed with name's password).
+func (s *Store) LoginCRAMMD5(_ context.Context, name, challenge, digest string) (mailstore.Account, error) {
+	s.mu.Lock()
+	u, ok := s.users[name]
+	secret := s.dummy
+	if ok {
+		secret = u.password
+	}
+	s.mu.Unlock()
+	mac := hmac.New(md5.New, []byte(secret))
+	mac.Write([]byte(challenge))
+	want := hex.EncodeToString(mac.Sum(nil))
+	match := subtle.ConstantTimeCompare([]byte(want), []byte(digest)) == 1
+	if !ok || !match {
+		return nil, fmt.Errorf("memstore: CRAM-MD5 %q: %w", name, mailstore.ErrAuthFailed)
 	}
 	return &account{s: s, name: name}, nil
 }

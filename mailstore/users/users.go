@@ -15,13 +15,14 @@
 //
 // [DB] implements the [Authenticator] seam that stores take: password
 // checks in constant time, a missing user costing what a wrong password
-// costs, and APOP only for PLAIN secrets.
+// costs, and APOP and CRAM-MD5 only for PLAIN secrets.
 package users
 
 import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/md5"
 	"crypto/subtle"
 	"encoding/hex"
@@ -58,6 +59,14 @@ type Authenticator interface {
 type APOPAuthenticator interface {
 	Authenticator
 	AuthenticateAPOP(ctx context.Context, user, timestamp, digest string) (Identity, error)
+}
+
+// CRAMMD5Authenticator is an Authenticator that can check an RFC 2195
+// CRAM-MD5 digest. It returns an error wrapping mailstore.ErrUnsupported
+// when the user's secret is not kept in clear text.
+type CRAMMD5Authenticator interface {
+	Authenticator
+	AuthenticateCRAMMD5(ctx context.Context, user, challenge, digest string) (Identity, error)
 }
 
 // PasswordSetter is an Authenticator whose entries can be changed at run
@@ -209,8 +218,9 @@ type DB struct {
 }
 
 var (
-	_ APOPAuthenticator = (*DB)(nil)
-	_ PasswordSetter    = (*DB)(nil)
+	_ APOPAuthenticator    = (*DB)(nil)
+	_ CRAMMD5Authenticator = (*DB)(nil)
+	_ PasswordSetter       = (*DB)(nil)
 )
 
 // Open loads the passwd-file at path.
@@ -392,8 +402,27 @@ func (db *DB) Authenticate(ctx context.Context, user, password string) (Identity
 // prevailing scheme would get, so the reply does not reveal which users
 // exist.
 func (db *DB) AuthenticateAPOP(ctx context.Context, user, timestamp, digest string) (Identity, error) {
+	return db.authenticateDigest(ctx, "APOP", user, digest, func(secret string) string {
+		sum := md5.Sum([]byte(timestamp + secret))
+		return hex.EncodeToString(sum[:])
+	})
+}
+
+// AuthenticateCRAMMD5 checks an RFC 2195 CRAM-MD5 digest (lower-case hex
+// HMAC-MD5 of challenge keyed with the secret), with the same rules as
+// [DB.AuthenticateAPOP]: PLAIN secrets only, missing users hidden.
+func (db *DB) AuthenticateCRAMMD5(ctx context.Context, user, challenge, digest string) (Identity, error) {
+	return db.authenticateDigest(ctx, "CRAM-MD5", user, digest, func(secret string) string {
+		mac := hmac.New(md5.New, []byte(secret))
+		mac.Write([]byte(challenge))
+		return hex.EncodeToString(mac.Sum(nil))
+	})
+}
+
+// authenticateDigest compares digest with want(secret) for a PLAIN user.
+func (db *DB) authenticateDigest(ctx context.Context, method, user, digest string, want func(secret string) string) (Identity, error) {
 	if err := ctx.Err(); err != nil {
-		return Identity{}, fmt.Errorf("users: APOP %q: %w", user, err)
+		return Identity{}, fmt.Errorf("users: %s %q: %w", method, user, err)
 	}
 	u, ok := db.Lookup(user)
 	scheme, secret := u.Scheme, u.Secret
@@ -404,13 +433,11 @@ func (db *DB) AuthenticateAPOP(ctx context.Context, user, timestamp, digest stri
 		}
 	}
 	if scheme != Plain {
-		return Identity{}, fmt.Errorf("users: APOP %q: secret is not PLAIN: %w", user, mailstore.ErrUnsupported)
+		return Identity{}, fmt.Errorf("users: %s %q: secret is not PLAIN: %w", method, user, mailstore.ErrUnsupported)
 	}
-	sum := md5.Sum([]byte(timestamp + secret))
-	want := hex.EncodeToString(sum[:])
-	match := subtle.ConstantTimeCompare([]byte(want), []byte(strings.ToLower(digest))) == 1
+	match := subtle.ConstantTimeCompare([]byte(want(secret)), []byte(strings.ToLower(digest))) == 1
 	if !ok || !match {
-		return Identity{}, fmt.Errorf("users: APOP %q: %w", user, mailstore.ErrAuthFailed)
+		return Identity{}, fmt.Errorf("users: %s %q: %w", method, user, mailstore.ErrAuthFailed)
 	}
 	return Identity{User: u.Name, Home: u.Home}, nil
 }
