@@ -202,13 +202,16 @@ type pop3Builder struct {
 	msgs       map[int]*recMsg
 	maxMsg     int
 	deleted    map[int]bool
-	uidBound   map[int]bool
 	lastVerb   string
 	lastAnswer bool
+	// statCount and statSize are from a STAT answered while nothing was
+	// marked deleted (statCount -1: none): they size the fillers of
+	// messages no LIST showed.
+	statCount, statSize int
 }
 
 func newPOP3Builder(info sessionInfo) *pop3Builder {
-	return &pop3Builder{info: info, userSeen: map[string]bool{}, msgs: map[int]*recMsg{}, deleted: map[int]bool{}, uidBound: map[int]bool{}}
+	return &pop3Builder{info: info, userSeen: map[string]bool{}, msgs: map[int]*recMsg{}, deleted: map[int]bool{}, statCount: -1}
 }
 
 func (b *pop3Builder) msg(n int) *recMsg {
@@ -454,6 +457,9 @@ func (b *pop3Builder) status(cmd *pop3Cmd, ok bool, line string) {
 			if count > b.maxMsg {
 				b.maxMsg = count
 			}
+			if size, err := strconv.Atoi(f[2]); err == nil && len(b.deleted) == 0 && b.statCount < 0 {
+				b.statCount, b.statSize = count, size
+			}
 			step = "S: +OK " + f[1] + " " + f[2]
 			if len(f) > 3 {
 				step += "${...}"
@@ -628,8 +634,40 @@ func (b *pop3Builder) fixture(n int) (content []byte, filler bool) {
 	size := 60
 	if m.hasSize {
 		size = m.size
+	} else if s, ok := b.unlistedSize(n); ok {
+		size = s
 	}
 	return fillerMessage(n, size), true
+}
+
+// unlistedSize shares what a STAT total leaves over the messages whose
+// size the session never showed, so that STAT replays exactly.
+func (b *pop3Builder) unlistedSize(n int) (int, bool) {
+	if b.statCount != b.maxMsg {
+		return 0, false
+	}
+	left, unknown := b.statSize, 0
+	var last int
+	for i := 1; i <= b.maxMsg; i++ {
+		m := b.msgs[i]
+		switch {
+		case m != nil && m.hasSize:
+			left -= m.size
+		case m != nil && m.full != nil:
+			left -= len(m.full)
+		default:
+			unknown++
+			last = i
+		}
+	}
+	if unknown == 0 || left < 0 {
+		return 0, false
+	}
+	share := left / unknown
+	if n == last {
+		share += left % unknown
+	}
+	return share, true
 }
 
 // bodyLines counts the lines after the header of a CRLF message.

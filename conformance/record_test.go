@@ -318,3 +318,20 @@ func TestRecordNoLogin(t *testing.T) {
 	files := waitTraces(t, dir, 1)
 	replayTrace(t, files[0])
 }
+
+// TestRecordStatOnly: the session learns sizes only from STAT; the
+// fillers share the total so that STAT replays exactly.
+func TestRecordStatOnly(t *testing.T) {
+	dir := t.TempDir()
+	addr, _ := recordServer(t, dir)
+	p := dialPOP(t, addr)
+	p.cmd("USER alice", false)
+	p.cmd("PASS "+recordSecret, false)
+	p.cmd("STAT", false)
+	p.cmd("RETR 2", true)
+	p.cmd("STAT", false)
+	p.cmd("QUIT", false)
+	_ = p.c.Close()
+	files := waitTraces(t, dir, 1)
+	replayTrace(t, files[0])
+}

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"net"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"popgate/conformance"
 )
 
 // frontEnd is what every protocol package's Server offers: it serves one
@@ -27,6 +30,9 @@ type listeners struct {
 
 	sessCtx    context.Context // parent of every session; cancelled last
 	cancelSess context.CancelFunc
+
+	// trace, if set, records every session as a transcript (--trace).
+	trace *conformance.Recorder
 
 	mu    sync.Mutex
 	lns   []net.Listener
@@ -89,6 +95,9 @@ func (l *listeners) acceptLoop(ln net.Listener, proto string, fe frontEnd) {
 					_ = conn.Close()
 				}
 			}()
+			if l.trace != nil {
+				conn = l.trace.Wrap(conn, traceProto(proto))
+			}
 			fe.ServeConn(l.sessCtx, conn)
 		}()
 	}
@@ -133,4 +142,13 @@ func (l *listeners) shutdown(grace time.Duration) {
 	case <-time.After(10 * time.Second):
 		l.log.Error().Int64("sessions", l.open.Load()).Msg("sessions did not end after cancellation")
 	}
+}
+
+// traceProto is the transcript protocol of a listener's sessions: POP3
+// over TLS records as POP3 (the recorder sees the decrypted stream).
+func traceProto(proto string) string {
+	if strings.HasPrefix(proto, "pop3") {
+		return "pop3"
+	}
+	return proto
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/pflag"
+
+	"popgate/conformance"
 )
 
 // Demo listening addresses, used when no listener flag is given.
@@ -36,6 +38,7 @@ type config struct {
 	maxConns        int
 	runAs           string
 	inetd           string
+	traceDir        string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -72,6 +75,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&cfg.inetd, "inetd", "", "serve one connection on stdin/stdout with `PROTO` (pop3, pop2, pop1 or pop109) and exit, as inetd or systemd Accept=yes expect; no listeners")
 	fs.StringVar(&cfg.runAs, "run-as", "", "after binding the listeners, drop root privileges to `USER[:GROUP]`")
 	fs.IntVar(&cfg.maxConns, "max-conns", 1000, "most simultaneous connections over all listeners (0: no limit)")
+	fs.StringVar(&cfg.traceDir, "trace", "", "record every session into `DIR` as a conformance transcript (passwords redacted; message contents kept)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -161,6 +165,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	ls := newListeners(log, cfg.maxConns)
+	if cfg.traceDir != "" {
+		rec, err := conformance.NewRecorder(cfg.traceDir)
+		if err != nil {
+			fmt.Fprintf(stderr, "popgate: --trace: %v\n", err)
+			return 1
+		}
+		rec.OnWrite = func(path string, err error) {
+			if err != nil {
+				log.Error().Err(err).Str("trace", path).Msg("session transcript not written")
+				return
+			}
+			log.Debug().Str("trace", path).Msg("session transcript written")
+		}
+		ls.trace = rec
+		log.Warn().Str("dir", cfg.traceDir).Msg("--trace: recording every session, message contents included")
+	}
 	var bound []boundListener
 	for _, l := range []struct {
 		proto, name string
