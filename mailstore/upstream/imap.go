@@ -314,7 +314,7 @@ func (m *imapMaildrop) snapshot(ctx context.Context) error {
 		if b.UID == 0 {
 			continue
 		}
-		uid := fmt.Sprintf("%08X%08X", uint32(b.UID), m.validity)
+		uid := fmt.Sprintf("%08x%08x", uint32(b.UID), m.validity) // what Dovecot 2.3 prints for %08Xu%08Xv
 		if _, dup := m.byUID[uid]; dup {
 			continue
 		}

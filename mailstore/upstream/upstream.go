@@ -20,7 +20,8 @@
 //     keyword mode), optionally cut to the newest Options.Window, then a
 //     UID FETCH of UID, RFC822.SIZE and FLAGS.
 //   - The POP unique-id is Dovecot's default pop3_uidl_format %08Xu%08Xv:
-//     the IMAP UID then UIDVALIDITY, eight upper-case hex digits each. A
+//     the IMAP UID then UIDVALIDITY, eight hex digits each, in lower case
+//     as Dovecot 2.3 actually prints them (checked by TestDovecot). A
 //     client that used Dovecot's POP3 server on the same mailbox keeps its
 //     "leave mail on server" state. Seen is the \Seen flag.
 //   - Messages are streamed with UID FETCH BODY.PEEK[] (which does not set
