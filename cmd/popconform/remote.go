@@ -13,7 +13,7 @@ import (
 
 // noFixtures is the skip reason of scripts that need fixtures placed or
 // a folder inspected.
-const noFixtures = "fixtures cannot be placed on that server (use --seed-maildir, coming with the Maildir store)"
+const noFixtures = "fixtures cannot be placed on that server (use --seed-maildir if it reads Maildirs)"
 
 // remote is a conformance.Target for a server reached over TCP. It cannot
 // seed fixtures or look into the store.

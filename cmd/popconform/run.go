@@ -39,6 +39,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fset.StringVar(&rt.user, "user", "", "account to use instead of the transcripts' user")
 	fset.StringVar(&rt.password, "password", "", "password (and APOP secret) of --user")
 	fset.BoolVar(&rt.popgate, "popgate", false, "the server is popgate: also run files with \"requires: popgate\"")
+	seedDir := fset.String("seed-maildir", "", "write each transcript's users' mail into the Maildirs the server reads: `PATH` with %u (e.g. /srv/mail/%u/Maildir), or a folder for DIR/%u/Maildir; emptied per transcript")
+	usersFile := fset.String("users-file", "", "with --seed-maildir: rewrite this passwd-`FILE` (PLAIN scheme) with each transcript's users")
 	timeout := fset.Duration("timeout", conformance.DefaultTimeout, "deadline of each step (a read, a write)")
 	verbose := fset.BoolP("verbose", "v", false, "print each failure in full: line, narration, expected and received bytes")
 	if err := fset.Parse(args); err != nil {
@@ -62,19 +64,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "popconform: give --user and --password together")
 		return exitUsage
 	}
+	if *usersFile != "" && *seedDir == "" {
+		fmt.Fprintln(stderr, "popconform: --users-file needs --seed-maildir")
+		return exitUsage
+	}
 	files, err := collect(fset.Args())
 	if err != nil {
 		fmt.Fprintf(stderr, "popconform: %v\n", err)
 		return exitUsage
 	}
 	rt.timeout = *timeout
+	var target conformance.Target = &rt
+	if *seedDir != "" {
+		target = seededRemote{remote: &rt, sd: newSeeder(*seedDir, *usersFile)}
+	}
 	r := conformance.Runner{Timeout: *timeout, IgnoreBanner: true}
 	var passed, failed, skipped int
 	for _, file := range files {
 		if ctx.Err() != nil {
 			break
 		}
-		status, detail := runFile(ctx, &r, &rt, file)
+		status, detail := runFile(ctx, &r, target, file)
 		switch status {
 		case "PASS":
 			passed++
@@ -105,7 +115,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // runFile replays one file and returns PASS, FAIL or SKIP with the reason
 // or the failure.
-func runFile(ctx context.Context, r *conformance.Runner, rt *remote, file string) (status, detail string) {
+func runFile(ctx context.Context, r *conformance.Runner, t conformance.Target, file string) (status, detail string) {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return "FAIL", err.Error()
@@ -114,7 +124,7 @@ func runFile(ctx context.Context, r *conformance.Runner, rt *remote, file string
 	if err != nil {
 		return "FAIL", err.Error()
 	}
-	_, err = r.Run(ctx, s, rt)
+	_, err = r.Run(ctx, s, t)
 	switch {
 	case err == nil:
 		return "PASS", ""

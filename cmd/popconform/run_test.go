@@ -10,7 +10,9 @@ import (
 	"testing"
 
 	"popgate/conformance"
+	"popgate/mailstore/maildir"
 	"popgate/mailstore/memstore"
+	"popgate/mailstore/users"
 	"popgate/pop3"
 )
 
@@ -123,5 +125,67 @@ func TestRunUsage(t *testing.T) {
 		if code != tt.code || !strings.Contains(errOut, tt.want) {
 			t.Errorf("run(%q) = %d, stderr %q; want %d and %q", tt.args, code, errOut, tt.code, tt.want)
 		}
+	}
+}
+
+// fileUsers checks passwords against a passwd-file read at every login,
+// as Dovecot does when the file changes: popconform --users-file rewrites
+// it per transcript.
+type fileUsers struct{ path string }
+
+func (f fileUsers) Authenticate(ctx context.Context, user, password string) (users.Identity, error) {
+	db, err := users.Open(f.path)
+	if err != nil {
+		return users.Identity{}, err
+	}
+	return db.Authenticate(ctx, user, password)
+}
+
+func (f fileUsers) AuthenticateAPOP(ctx context.Context, user, timestamp, digest string) (users.Identity, error) {
+	db, err := users.Open(f.path)
+	if err != nil {
+		return users.Identity{}, err
+	}
+	return db.AuthenticateAPOP(ctx, user, timestamp, digest)
+}
+
+// TestRunSeedMaildir replays every POP3 transcript against popgate over
+// a Maildir store, with popconform writing the fixtures and the users:
+// nothing may fail, and only files that cannot be seeded are skipped.
+func TestRunSeedMaildir(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	passwd := filepath.Join(dir, "passwd")
+	if err := os.WriteFile(passwd, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := maildir.New(maildir.Options{Path: filepath.Join(dir, "mail", "%u", "Maildir"), Users: fileUsers{passwd}, Hostname: "seed.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := pop3.New(pop3.Options{Store: st, Hostname: "seed.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tgt, err := conformance.NewStoreTarget(ctx, st, srv.ServeConn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tgt.Close() })
+	td := filepath.Join("..", "..", "conformance", "testdata", "pop3")
+	code, out, errOut := runArgs(t, "--addr", tgt.Addr(), "--popgate", "--seed-maildir", filepath.Join(dir, "mail", "%u", "Maildir"), "--users-file", passwd, td)
+	t.Logf("popconform output:\n%s", out)
+	if code != exitOK {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "PASS "+filepath.Join(td, "rfc1939-dele.txtar")+"\n") {
+		t.Errorf("a transcript with fixtures and expect-mailbox did not pass:\n%s", out)
+	}
+}
+
+func TestRunUsersFileNeedsSeed(t *testing.T) {
+	code, _, errOut := runArgs(t, "--addr", "127.0.0.1:1", "--users-file", "x", "y.txtar")
+	if code != exitUsage || !strings.Contains(errOut, "--users-file needs --seed-maildir") {
+		t.Errorf("exit %d, stderr %q", code, errOut)
 	}
 }
