@@ -1,0 +1,269 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"popgate/mailstore/maildir"
+	"popgate/mailstore/users"
+	"popgate/pop3"
+)
+
+// liveServer is popgate's POP3 front end over a Maildir store, serving on
+// loopback inside the test process.
+type liveServer struct {
+	addr string
+	mail string // Maildir template root: mail/<user>
+}
+
+// startLivePopgate serves users u0..u(n-1) (password "pw") with msgs messages
+// each of about size octets, plus "big" with one message of bigSize.
+func startLivePopgate(tb testing.TB, n, msgs, size, bigSize int) *liveServer {
+	tb.Helper()
+	dir := tb.TempDir()
+	mail := filepath.Join(dir, "mail")
+	db := users.NewMemory()
+	st, err := maildir.New(maildir.Options{Path: mail + "/%u", Users: db, Hostname: "test.example"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx := context.Background()
+	add := func(user string, count, sz int) {
+		if err := st.AddUser(ctx, user, "pw"); err != nil {
+			tb.Fatal(err)
+		}
+		for i := range count {
+			if err := st.Deliver(ctx, user, "", genMessage(i, sz)); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+	for i := range n {
+		add(fmt.Sprintf("u%d", i), msgs, size)
+	}
+	if bigSize > 0 {
+		add("big", 1, bigSize)
+	}
+	srv, err := pop3.New(pop3.Options{Store: st, Hostname: "test.example"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { srv.ServeConn(sctx, nc) })
+		}
+	})
+	tb.Cleanup(func() {
+		_ = ln.Close()
+		cancel()
+		wg.Wait()
+	})
+	return &liveServer{addr: ln.Addr().String(), mail: mail}
+}
+
+// startLiveCeiling serves the ceiling responder over mail on loopback.
+func startLiveCeiling(tb testing.TB, mail string) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- (&ceiling{template: mail + "/%u", timeout: 10 * time.Second}).serve(ctx, ln) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Error(err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+// popbench runs the command line and decodes its JSON line.
+func popbench(t *testing.T, args ...string) (result, int, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, &out, &errb)
+	var r result
+	if out.Len() > 0 {
+		if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+			t.Fatalf("output %q is not one JSON object: %v", out.String(), err)
+		}
+		if strings.Count(out.String(), "\n") != 1 {
+			t.Fatalf("output %q is not one line", out.String())
+		}
+	}
+	return r, code, errb.String()
+}
+
+func TestScenarios(t *testing.T) {
+	ls := startLivePopgate(t, 2, 20, 3000, 300_000)
+	ceil := startLiveCeiling(t, ls.mail)
+	pid := fmt.Sprint(os.Getpid())
+	for _, addr := range []string{ls.addr, ceil} {
+		for _, tc := range []struct {
+			args                  []string
+			ops, messages, octets int64
+		}{
+			{args: []string{"greet", "--count", "3"}, ops: 3},
+			{args: []string{"login", "--user-template", "u%d", "-c", "2", "--count", "4"}, ops: 4},
+			{args: []string{"fetchall", "--user-template", "u%d", "-c", "2", "--count", "2"}, ops: 2, messages: 40, octets: -1},
+			{args: []string{"bigmsg", "--user", "big", "--count", "1", "--pid", pid}, ops: 1, messages: 1, octets: -1},
+			{args: []string{"scale", "--user", "u0", "--count", "2"}, ops: 2},
+			{args: []string{"idle", "--user-template", "u%d", "--sessions", "2", "-c", "2", "--settle", "10ms", "--pid", pid}, ops: 2},
+		} {
+			args := append(append([]string{}, tc.args...), "--addr", addr, "--password", "pw", "--server", "t", "--progress", "never")
+			r, code, stderr := popbench(t, args...)
+			if code != 0 || r.Errors != 0 {
+				t.Fatalf("%v: exit %d, result %+v, stderr %s", args, code, r, stderr)
+			}
+			if r.Scenario != tc.args[0] || r.Server != "t" || r.Addr != addr || r.Ops != tc.ops || r.Messages != tc.messages {
+				t.Errorf("%v: result %+v", args, r)
+			}
+			if tc.octets == -1 && (r.Bytes <= 0 || r.MBPerSec <= 0) {
+				t.Errorf("%v: no bytes counted: %+v", args, r)
+			}
+			if r.LatencyP50 <= 0 || r.LatencyMax < r.LatencyP99 || r.Seconds <= 0 {
+				t.Errorf("%v: bad timings %+v", args, r)
+			}
+			switch tc.args[0] {
+			case "scale":
+				if r.MaildropMessages != 20 {
+					t.Errorf("scale: maildrop_messages %d, want 20", r.MaildropMessages)
+				}
+			case "idle":
+				if r.Sessions != 2 || r.RSSBeforeKiB <= 0 || r.RSSAfterKiB <= 0 {
+					t.Errorf("idle: %+v", r)
+				}
+			case "bigmsg":
+				if r.RSSBeforeKiB <= 0 || r.RSSPeakKiB < r.RSSBeforeKiB {
+					t.Errorf("bigmsg RSS: %+v", r)
+				}
+			}
+		}
+	}
+}
+
+// TestErrorsCounted: a wrong password and a dead server are counted as
+// errors, sampled, and make the exit status 1.
+func TestErrorsCounted(t *testing.T) {
+	ls := startLivePopgate(t, 1, 1, 100, 0)
+	r, code, _ := popbench(t, "login", "--addr", ls.addr, "--user", "u0", "--password", "wrong", "--count", "2", "--progress", "never")
+	if code != 1 || r.Errors != 2 || r.Ops != 0 || len(r.ErrorSample) == 0 || !strings.Contains(r.ErrorSample[0], "-ERR") {
+		t.Errorf("wrong password: exit %d, %+v", code, r)
+	}
+	if strings.Contains(strings.Join(r.ErrorSample, " "), "wrong") {
+		t.Errorf("error sample leaks the password: %v", r.ErrorSample)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	_ = ln.Close()
+	r, code, _ = popbench(t, "greet", "--addr", dead, "--count", "1", "--progress", "never")
+	if code != 1 || r.Errors != 1 {
+		t.Errorf("dead server: exit %d, %+v", code, r)
+	}
+}
+
+// TestVerification: a server whose RETR sends fewer octets than LIST
+// promised, or forgets a dot-stuffing, is caught.
+func TestVerification(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+	}{
+		{"short", "abc\r\n.\r\n"},
+		{"bare LF", "abcdefgh\n.\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				nc, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer nc.Close()
+				script := "+OK hi\r\n+OK\r\n+OK\r\n+OK\r\n1 u1\r\n.\r\n+OK\r\n1 10\r\n.\r\n+OK\r\n" + tc.body
+				_, _ = nc.Write([]byte(script))
+				_ = nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+				buf := make([]byte, 512)
+				for {
+					if _, err := nc.Read(buf); err != nil {
+						return
+					}
+				}
+			}()
+			r, code, _ := popbench(t, "fetchall", "--addr", ln.Addr().String(), "--count", "1", "--timeout", "2s", "--progress", "never")
+			if code != 1 || r.Errors != 1 || !strings.Contains(strings.Join(r.ErrorSample, ""), errProtocol.Error()) {
+				t.Errorf("exit %d, %+v", code, r)
+			}
+		})
+	}
+}
+
+func TestUsage(t *testing.T) {
+	for _, args := range [][]string{{}, {"nosuch"}, {"login", "--concurrency", "0"}, {"compare", "--scenarios", "x"}} {
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), args, &out, &errb); code != 2 || out.Len() != 0 {
+			t.Errorf("%v: exit %d, stdout %q", args, code, out.String())
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"--help"}, &out, &errb); code != 0 || !strings.Contains(errb.String(), "compare") {
+		t.Errorf("--help: exit %d, %q", code, errb.String())
+	}
+}
+
+func TestMedianAndTable(t *testing.T) {
+	if m := median([]float64{3, 1, 2}); m != 2 {
+		t.Errorf("median = %v", m)
+	}
+	if m := median([]float64{4, 1, 2, 3}); m != 2.5 {
+		t.Errorf("median = %v", m)
+	}
+	res := map[string][]result{
+		"popgate": {{OpsPerSec: 100}, {OpsPerSec: 300}, {OpsPerSec: 200, Errors: 1}},
+		"dovecot": {{OpsPerSec: 10}},
+		"ceiling": {{OpsPerSec: 400}},
+	}
+	var out bytes.Buffer
+	printTable(&out, []row{summarize("login", 8, "sessions/s", res, func(r result) float64 { return r.OpsPerSec })}, compareConfig{runs: 3, duration: time.Second})
+	if !strings.Contains(out.String(), "| login | 8 | sessions/s | 200 | 10.0 | 400 | 20.00× | 0.50× | 1/0/0 |") {
+		t.Errorf("table:\n%s", out.String())
+	}
+}
+
+func TestGenMessage(t *testing.T) {
+	m := genMessage(7, 4096)
+	if len(m) < 4096 || len(m) > 4096+200 || !bytes.Contains(m, []byte("\n.")) || m[len(m)-1] != '\n' {
+		t.Errorf("genMessage: %d octets, dot line %v", len(m), bytes.Contains(m, []byte("\n.")))
+	}
+	if !bytes.Equal(m, genMessage(7, 4096)) {
+		t.Error("genMessage is not deterministic")
+	}
+}
