@@ -2,6 +2,7 @@ package mailstore
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -86,7 +87,8 @@ type crlfReader struct {
 	prev    byte   // last octet read from r
 	any     bool   // r yielded at least one octet
 	pending []byte // converted octets not yet returned
-	buf     []byte
+	buf     []byte // input chunk, reused
+	out     []byte // converted chunk, reused; pending points into it
 	eof     bool
 	err     error
 }
@@ -103,27 +105,42 @@ func (c *crlfReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// fill reads one chunk from r and converts it into pending.
+// fill reads one chunk from r and converts it into pending. It reuses its
+// buffers, so a message of any size streams through two fixed chunks, and
+// copies whole lines at a time.
 func (c *crlfReader) fill(want int) {
-	if want < 512 {
-		want = 512
-	}
-	if want > 32*1024 {
-		want = 32 * 1024
-	}
+	want = min(max(want, 512), 32*1024)
 	if cap(c.buf) < want {
 		c.buf = make([]byte, want)
 	}
 	in := c.buf[:want]
 	n, err := c.r.Read(in)
-	out := make([]byte, 0, n+n/16+2)
-	for _, b := range in[:n] {
-		if b == '\n' && c.prev != '\r' {
+	in = in[:n]
+	if need := n + n/16 + 2; cap(c.out) < need {
+		c.out = make([]byte, 0, max(need, 2*want))
+	}
+	out := c.out[:0]
+	if n > 0 {
+		c.any = true
+	}
+	for len(in) > 0 {
+		i := bytes.IndexByte(in, '\n')
+		if i < 0 {
+			out = append(out, in...)
+			c.prev = in[len(in)-1]
+			break
+		}
+		before := c.prev
+		if i > 0 {
+			before = in[i-1]
+		}
+		out = append(out, in[:i]...)
+		if before != '\r' {
 			out = append(out, '\r')
 		}
-		out = append(out, b)
-		c.prev = b
-		c.any = true
+		out = append(out, '\n')
+		c.prev = '\n'
+		in = in[i+1:]
 	}
 	if err != nil {
 		c.eof = true
@@ -135,6 +152,7 @@ func (c *crlfReader) fill(want int) {
 			}
 		}
 	}
+	c.out = out
 	c.pending = out
 }
 
