@@ -89,6 +89,7 @@ type crlfReader struct {
 	pending []byte // converted octets not yet returned
 	buf     []byte // input chunk, reused
 	out     []byte // converted chunk, reused; pending points into it
+	chunk   int    // current read size: starts small, doubles while reads fill it
 	eof     bool
 	err     error
 }
@@ -105,17 +106,30 @@ func (c *crlfReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// Read sizes of the CRLF reader: small messages (most mail) get small
+// buffers, large ones grow to the largest chunk.
+const (
+	crlfFirstChunk = 4 * 1024
+	crlfMaxChunk   = 32 * 1024
+)
+
 // fill reads one chunk from r and converts it into pending. It reuses its
-// buffers, so a message of any size streams through two fixed chunks, and
-// copies whole lines at a time.
+// buffers, so a message of any size streams through two bounded chunks,
+// and copies whole lines at a time.
 func (c *crlfReader) fill(want int) {
-	want = min(max(want, 512), 32*1024)
+	if c.chunk == 0 {
+		c.chunk = crlfFirstChunk
+	}
+	want = min(max(want, 512), c.chunk)
 	if cap(c.buf) < want {
 		c.buf = make([]byte, want)
 	}
 	in := c.buf[:want]
 	n, err := c.r.Read(in)
 	in = in[:n]
+	if n == want && c.chunk < crlfMaxChunk {
+		c.chunk *= 2
+	}
 	if need := n + n/16 + 2; cap(c.out) < need {
 		c.out = make([]byte, 0, max(need, 2*want))
 	}
