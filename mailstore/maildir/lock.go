@@ -23,13 +23,17 @@ const lockName = "popgate.lock"
 // linked into place, so that the lock never exists without its content.
 const lockTmpPrefix = "popgate.lock.tmp."
 
-// folderLock is a held maildrop lock.
+// folderLock is a held maildrop lock. A timer, not a goroutine, refreshes
+// it, so that an idle session costs no goroutine stack for its lock.
 type folderLock struct {
-	path string
-	info os.FileInfo // of the lock file we created, to recognise it
-	stop chan struct{}
-	done sync.WaitGroup
-	once sync.Once
+	path  string
+	info  os.FileInfo // of the lock file we created, to recognise it
+	every time.Duration
+	once  sync.Once
+
+	mu       sync.Mutex // serialises refreshes with release
+	timer    *time.Timer
+	released bool
 }
 
 // lockSeq makes temporary lock names unique within a process.
@@ -45,9 +49,8 @@ func (s *Store) acquireLock(dir string) (*folderLock, error) {
 	for attempt := 0; attempt < 3; attempt++ {
 		info, err := s.createLock(dir, path, content)
 		if err == nil {
-			l := &folderLock{path: path, info: info, stop: make(chan struct{})}
-			l.done.Add(1)
-			go l.refresh(s.opts.StaleLockTimeout / 4)
+			l := &folderLock{path: path, info: info, every: s.opts.StaleLockTimeout / 4}
+			l.startRefresh()
 			return l, nil
 		}
 		if !errors.Is(err, fs.ErrExist) {
@@ -151,34 +154,40 @@ func breakLock(path string, judged os.FileInfo, pid int, n uint64) error {
 	return os.Remove(aside)
 }
 
-// refresh keeps the lock's modification time recent so that a long
-// session's lock is not taken for stale.
-func (l *folderLock) refresh(every time.Duration) {
-	defer l.done.Done()
-	if every <= 0 {
-		every = time.Minute
+// startRefresh arms the timer that keeps the lock's modification time
+// recent, so that a long session's lock is not taken for stale.
+func (l *folderLock) startRefresh() {
+	if l.every <= 0 {
+		l.every = time.Minute
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.stop:
-			return
-		case <-t.C:
-			if st, err := os.Stat(l.path); err == nil && os.SameFile(st, l.info) {
-				now := time.Now()
-				_ = os.Chtimes(l.path, now, now)
-			}
-		}
-	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.timer = time.AfterFunc(l.every, l.refresh)
 }
 
-// release removes the lock if it is still ours. It is idempotent.
+// refresh touches the lock file if it is still ours and re-arms the timer.
+func (l *folderLock) refresh() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.released {
+		return
+	}
+	if st, err := os.Stat(l.path); err == nil && os.SameFile(st, l.info) {
+		now := time.Now()
+		_ = os.Chtimes(l.path, now, now)
+	}
+	l.timer.Reset(l.every)
+}
+
+// release removes the lock if it is still ours. It is idempotent. A
+// refresh running at the same time finishes first; none runs after.
 func (l *folderLock) release() error {
 	var err error
 	l.once.Do(func() {
-		close(l.stop)
-		l.done.Wait()
+		l.mu.Lock()
+		l.released = true
+		l.timer.Stop()
+		l.mu.Unlock()
 		st, serr := os.Stat(l.path)
 		if serr != nil || !os.SameFile(st, l.info) {
 			return // broken by someone else: not ours to remove
