@@ -1,8 +1,10 @@
 package pop3
 
 import (
+	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"popgate/mailstore"
 )
@@ -19,6 +21,12 @@ func registerAuthorization(t commandTable) {
 // not the user exists (RFC 1939 §7 allows it; RFC 3206 §5 advises against
 // revealing users), so that the failure comes at PASS.
 func (c *conn) cmdUser(req request) (State, error) {
+	if !c.passwordsAllowed() {
+		return c.state, c.refuseCleartext("USER")
+	}
+	if c.utf8 && !utf8.ValidString(req.args[0]) {
+		return c.state, errBadUTF8
+	}
 	c.userNext = req.args[0]
 	c.reply("+OK send PASS")
 	return c.state, nil
@@ -30,16 +38,28 @@ func (c *conn) cmdPass(req request) (State, error) {
 	if c.user == "" {
 		return c.state, errPassNoUser
 	}
+	if !c.passwordsAllowed() {
+		return c.state, c.refuseCleartext("USER")
+	}
+	if err := c.checkCredentials(c.user, req.rest); err != nil {
+		return c.state, c.loginRefused("USER", c.user, err)
+	}
 	acct, err := c.srv.opts.Store.Login(c.ctx, c.user, req.rest)
 	return c.login("USER", c.user, acct, err)
 }
 
 // cmdAPOP logs in with an RFC 1939 §7 digest of the greeting's timestamp.
 func (c *conn) cmdAPOP(req request) (State, error) {
-	if c.srv.apop == nil {
+	if c.srv.apop == nil || c.timestamp == "" {
 		return c.state, errNoAPOP
 	}
+	if !c.passwordsAllowed() {
+		return c.state, c.refuseCleartext("APOP")
+	}
 	name, digest := req.args[0], strings.ToLower(req.args[1])
+	if err := c.checkCredentials(name, ""); err != nil {
+		return c.state, c.loginRefused("APOP", name, err)
+	}
 	if len(digest) != 32 || strings.Trim(digest, "0123456789abcdef") != "" {
 		c.log.Info().Str("user", name).Str("method", "APOP").Msg("login failed: malformed digest")
 		return c.state, errBadDigest
@@ -54,7 +74,17 @@ func (c *conn) cmdAPOP(req request) (State, error) {
 func (c *conn) login(method, name string, acct mailstore.Account, err error) (State, error) {
 	if err != nil {
 		c.log.Info().Str("user", name).Str("method", method).Err(err).Msg("login failed")
+		if errors.Is(err, mailstore.ErrAuthFailed) {
+			c.srv.limiter.Failure(c.ip, c.hasIP, name)
+		}
 		return c.state, fmt.Errorf("login %q: %w", name, err)
+	}
+	if d := c.srv.opts.LoginDelay; d > 0 {
+		if since, ok := c.srv.limiter.SinceLogin(acct.User()); ok && since < d {
+			_ = acct.Close()
+			c.log.Info().Str("user", acct.User()).Str("method", method).Dur("since", since).Msg("login refused: LOGIN-DELAY")
+			return c.state, &loginDelayError{wait: d - since}
+		}
 	}
 	md, err := acct.Open(c.ctx, mailstore.Inbox)
 	if err != nil {
@@ -68,9 +98,15 @@ func (c *conn) login(method, name string, acct mailstore.Account, err error) (St
 		return c.state, fmt.Errorf("opening session of %q: %w", acct.User(), err)
 	}
 	c.account, c.sess = acct, sess
+	c.srv.limiter.Success(acct.User())
 	c.log = c.log.With().Str("user", acct.User()).Logger()
 	n, size := sess.Stat()
-	c.log.Info().Str("method", method).Int("messages", n).Int64("octets", size).Msg("login")
+	ev := c.log.Info()
+	if !c.tls {
+		// Logged once per session: a session logs in at most once.
+		ev = c.log.Warn().Bool("cleartext", true)
+	}
+	ev.Str("method", method).Int("messages", n).Int64("octets", size).Msg("login")
 	c.reply(fmt.Sprintf("+OK maildrop has %d %s (%d octets)", n, plural(n, "message"), size))
 	return Transaction, nil
 }
@@ -80,4 +116,37 @@ func plural(n int, word string) string {
 		return word
 	}
 	return word + "s"
+}
+
+// passwordsAllowed reports whether password logins are allowed on c now:
+// over TLS always, without it as Options.Plaintext says.
+func (c *conn) passwordsAllowed() bool { return c.tls || c.plainOK }
+
+// refuseCleartext returns the refusal of a password login without TLS,
+// logging the first one of the session.
+func (c *conn) refuseCleartext(method string) error {
+	if !c.refusalLogged {
+		c.refusalLogged = true
+		c.log.Warn().Str("method", method).Stringer("policy", c.srv.opts.Plaintext).
+			Msg("cleartext login refused: TLS needed")
+	}
+	return &cleartextError{stls: c.srv.tlsConfig != nil && !c.tls}
+}
+
+// checkCredentials runs the checks that come before the store sees a
+// login: valid UTF-8 once UTF8 is on (RFC 6856 §2), and the throttle.
+func (c *conn) checkCredentials(user, password string) error {
+	if c.utf8 && (!utf8.ValidString(user) || !utf8.ValidString(password)) {
+		return errBadUTF8
+	}
+	if w := c.srv.limiter.Check(c.ip, c.hasIP, user); w > 0 {
+		return &throttleError{wait: w}
+	}
+	return nil
+}
+
+// loginRefused logs a login that the checks stopped before the store.
+func (c *conn) loginRefused(method, name string, err error) error {
+	c.log.Info().Str("user", name).Str("method", method).Err(err).Msg("login refused")
+	return err
 }

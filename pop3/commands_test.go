@@ -32,6 +32,10 @@ var rfc1939Summary = map[string][]State{
 // extensions are the table's rows that are not in RFC 1939 §9.
 var extensions = map[string][]State{
 	"CAPA": {Authorization, Transaction}, // RFC 2449 §5: no restriction
+	"AUTH": {Authorization},              // RFC 5034 §4
+	"STLS": {Authorization},              // RFC 2595 §4
+	"UTF8": {Authorization},              // RFC 6856 §2
+	"LANG": {Authorization, Transaction}, // RFC 6856 §3
 }
 
 func TestCommandTableMatchesRFC1939(t *testing.T) {
@@ -43,7 +47,7 @@ func TestCommandTableMatchesRFC1939(t *testing.T) {
 		want[k] = v
 	}
 	got := map[string][]State{}
-	for verb, cmd := range newCommandTable() {
+	for verb, cmd := range newCommandTable(true) {
 		if verb != strings.ToUpper(cmd.verb) {
 			t.Errorf("row %q holds verb %q", verb, cmd.verb)
 		}
@@ -57,8 +61,8 @@ func TestCommandTableMatchesRFC1939(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("command table vs RFC 1939 §9 (-want +got):\n%s", diff)
 	}
-	for _, secret := range []string{"PASS", "APOP"} {
-		if !newCommandTable()[secret].secret {
+	for _, secret := range []string{"PASS", "APOP", "AUTH"} {
+		if !newCommandTable(false)[secret].secret {
 			t.Errorf("%s arguments are not marked secret", secret)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 
 	"github.com/rs/zerolog"
 
@@ -36,6 +37,14 @@ type conn struct {
 	abort     bool // close without flushing (framing broken, panic)
 	readBuf   []byte
 	closeNote string // why the session ended, for the log
+
+	ip      netip.Addr // the peer's address, if hasIP
+	hasIP   bool
+	plainOK bool // password logins allowed without TLS (Options.Plaintext)
+	tls     bool // the session runs over TLS (STLS or implicit)
+	utf8    bool // the UTF8 command was accepted (RFC 6856 §2)
+	// refusalLogged is set once a cleartext refusal has been logged.
+	refusalLogged bool
 }
 
 // serve greets the client and runs commands until the session ends.
@@ -203,6 +212,7 @@ func (c *conn) finish() {
 		_ = c.nc.Close()
 		return
 	}
+	c.closeNotify()
 	lingerClose(c.nc)
 }
 

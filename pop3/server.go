@@ -2,10 +2,12 @@ package pop3
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"reflect"
 	"runtime/debug"
@@ -75,6 +77,39 @@ type Options struct {
 	Implementation string
 	// DisableAPOP withholds APOP even from a store that can verify it.
 	DisableAPOP bool
+
+	// TLSConfig enables STLS (RFC 2595 §4) on connections that are not
+	// TLS yet. Its MinVersion is raised to TLS 1.2 (RFC 8314 §4.1). A
+	// connection that is already TLS when ServeConn gets it (a *tls.Conn,
+	// as tls.NewListener makes for port 995) is served as implicit TLS
+	// (RFC 8314 §3) whether or not TLSConfig is set: the handshake runs
+	// first and STLS is not offered.
+	TLSConfig *tls.Config
+	// Plaintext says where password logins (USER/PASS, APOP, AUTH PLAIN,
+	// LOGIN, CRAM-MD5) are allowed without TLS. The zero value is
+	// [PlaintextLAN].
+	Plaintext PlaintextPolicy
+	// PlaintextNetworks are the networks [PlaintextLAN] allows. Nil means
+	// [DefaultPlaintextNetworks].
+	PlaintextNetworks []netip.Prefix
+	// SASLMechanisms restricts AUTH (RFC 5034) to these mechanisms, in
+	// this order. Nil means every mechanism the store supports: PLAIN,
+	// LOGIN, and CRAM-MD5 if the store implements
+	// [mailstore.CRAMMD5Store]. An empty non-nil slice disables AUTH.
+	SASLMechanisms []string
+	// Limiter throttles failed logins. Nil means a limiter of this server
+	// with default [LimiterOptions]; pass one Limiter to several servers
+	// to share the counts between listeners.
+	Limiter *Limiter
+	// LoginDelay is the shortest time between two logins of one user
+	// (RFC 2449 §6.5). When set it is enforced and advertised as
+	// LOGIN-DELAY (whole seconds, rounded up); zero means neither.
+	LoginDelay time.Duration
+	// Expire is the argument of the EXPIRE capability (RFC 2449 §6.7):
+	// "NEVER" or a number of days that mail is kept at least. Empty: not
+	// advertised. popgate itself never removes undeleted mail; the
+	// setting states the site's retention policy.
+	Expire string
 }
 
 // Server is a POP3 front end. It is safe for concurrent use: ServeConn may
@@ -89,6 +124,9 @@ type Server struct {
 	counter      atomic.Uint64 // connections served; feeds ids and timestamps
 	commands     commandTable
 	capabilities capabilityList
+	tlsConfig    *tls.Config // nil: no STLS
+	limiter      *Limiter
+	mechs        []*mechanism // AUTH mechanisms in CAPA order
 }
 
 // New checks opts, applies the defaults and returns a server.
@@ -115,6 +153,20 @@ func New(opts Options) (*Server, error) {
 	if opts.Implementation == "" {
 		opts.Implementation = DefaultImplementation
 	}
+	if opts.PlaintextNetworks == nil {
+		opts.PlaintextNetworks = DefaultPlaintextNetworks()
+	}
+	switch opts.Plaintext {
+	case PlaintextLAN, PlaintextAllow, PlaintextNever:
+	default:
+		return nil, fmt.Errorf("pop3: unknown Options.Plaintext %v", opts.Plaintext)
+	}
+	if opts.LoginDelay < 0 {
+		return nil, fmt.Errorf("pop3: negative Options.LoginDelay %v", opts.LoginDelay)
+	}
+	if err := checkExpire(opts.Expire); err != nil {
+		return nil, err
+	}
 	impl := strings.Join(strings.Fields(sanitizeText(opts.Implementation)), "-")
 	if impl == "" {
 		return nil, fmt.Errorf("pop3: Options.Implementation %q has no printable characters", opts.Implementation)
@@ -125,8 +177,26 @@ func New(opts Options) (*Server, error) {
 		greetName:    sanitizeText(opts.Hostname),
 		stampHost:    stampHost(opts.Hostname),
 		pid:          os.Getpid(),
-		commands:     newCommandTable(),
+		commands:     newCommandTable(opts.TLSConfig != nil),
 		capabilities: newCapabilityList(impl),
+		limiter:      opts.Limiter,
+	}
+	if opts.TLSConfig != nil {
+		s.tlsConfig = opts.TLSConfig.Clone()
+		if s.tlsConfig.MinVersion < tls.VersionTLS12 {
+			s.tlsConfig.MinVersion = tls.VersionTLS12
+		}
+	}
+	if s.limiter == nil {
+		s.limiter = NewLimiter(LimiterOptions{})
+	}
+	mechs, err := selectMechanisms(opts.Store, opts.SASLMechanisms)
+	if err != nil {
+		return nil, err
+	}
+	s.mechs = mechs
+	if err := s.capabilities.check(s.commands); err != nil {
+		return nil, err
 	}
 	if s.greetName == "" {
 		s.greetName = "localhost"
@@ -156,7 +226,15 @@ func (s *Server) ServeConn(ctx context.Context, nc net.Conn) {
 		log: s.log.With().Str("proto", "pop3").Uint64("conn", id).
 			Str("remote", remoteAddr(nc)).Logger(),
 	}
-	if s.apop != nil {
+	c.ip, c.hasIP = remoteIP(nc)
+	c.plainOK = s.plaintextAllowed(c.ip, c.hasIP)
+	if tc := implicitTLS(nc); tc != nil {
+		if !c.implicitHandshake(tc) {
+			_ = nc.Close()
+			return
+		}
+	}
+	if s.apop != nil && (c.passwordsAllowed() || s.tlsConfig != nil) {
 		c.timestamp = fmt.Sprintf("<%d.%d.%d@%s>", s.pid, id, time.Now().UnixNano(), s.stampHost)
 	}
 	c.wc = wire.New(cc, wire.Options{

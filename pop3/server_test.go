@@ -211,7 +211,7 @@ func TestUserPass(t *testing.T) {
 
 func TestCapa(t *testing.T) {
 	e := startServer(t, newMemStore(t), func(o *Options) { o.Implementation = "popgate test" })
-	want := []string{"TOP", "USER", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "IMPLEMENTATION popgate-test"}
+	want := []string{"TOP", "USER", "SASL PLAIN LOGIN CRAM-MD5", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "UIDL", "UTF8 USER", "LANG", "IMPLEMENTATION popgate-test"}
 	c := e.dial()
 	c.want("CAPA", "+OK ")
 	if diff := cmp.Diff(want, c.lines()); diff != "" {

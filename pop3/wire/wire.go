@@ -95,6 +95,17 @@ func (c *Conn) Reader() *bufio.Reader { return c.r }
 // (a bare LF also ends a line). A line longer than MaxLine gives
 // ErrLineTooLong. The returned slice is valid until the next read.
 func (c *Conn) ReadLine(idle time.Duration) ([]byte, error) {
+	return c.ReadLineLimit(idle, c.opts.MaxLine)
+}
+
+// ReadLineLimit is ReadLine with its own limit, max octets CRLF included,
+// for lines that a protocol exempts from the command limit (RFC 5034 §4:
+// SASL responses). max is capped at the reader's buffer size, at least
+// 4096 octets.
+func (c *Conn) ReadLineLimit(idle time.Duration, max int) ([]byte, error) {
+	if max <= 0 || max > c.r.Size()-2 {
+		max = c.r.Size() - 2
+	}
 	if c.r.Buffered() == 0 {
 		if err := c.nc.SetReadDeadline(time.Now().Add(idle)); err != nil {
 			return nil, fmt.Errorf("wire: setting idle deadline: %w", err)
@@ -106,7 +117,7 @@ func (c *Conn) ReadLine(idle time.Duration) ([]byte, error) {
 	if err := c.nc.SetReadDeadline(time.Now().Add(c.opts.LineTimeout)); err != nil {
 		return nil, fmt.Errorf("wire: setting line deadline: %w", err)
 	}
-	line, err := c.readSlice()
+	line, err := c.readSlice(max)
 	if err != nil {
 		return nil, err
 	}
@@ -115,8 +126,7 @@ func (c *Conn) ReadLine(idle time.Duration) ([]byte, error) {
 	return line, nil
 }
 
-func (c *Conn) readSlice() ([]byte, error) {
-	max := c.opts.MaxLine
+func (c *Conn) readSlice(max int) ([]byte, error) {
 	// Look only at what may legally be a line, so that a flood without a
 	// line end never grows a buffer.
 	for {
