@@ -195,8 +195,14 @@ func compileLine(text string, e *env) (*lineMatcher, error) {
 	var b strings.Builder
 	b.WriteString(`(?s)^`)
 	m := &lineMatcher{}
-	for _, sg := range segs {
+	for i, sg := range segs {
 		switch {
+		case sg.kind == phLiteral && strings.HasSuffix(sg.text, " ") && i == len(segs)-2 && segs[i+1].kind == phFree:
+			// "+OK ${...}" at the end of a line also matches "+OK": the
+			// text after a status indicator is optional (RFC 1939 §3),
+			// and so is the space before it.
+			b.WriteString(regexp.QuoteMeta(sg.text[:len(sg.text)-1]) + `(?: .*)?`)
+			return finishLine(&b, m)
 		case sg.kind == phLiteral:
 			b.WriteString(regexp.QuoteMeta(sg.text))
 		case sg.kind == phFree:
@@ -218,10 +224,15 @@ func compileLine(text string, e *env) (*lineMatcher, error) {
 			b.WriteString(regexp.QuoteMeta(v))
 		}
 	}
+	return finishLine(&b, m)
+}
+
+// finishLine anchors and compiles the pattern built by compileLine.
+func finishLine(b *strings.Builder, m *lineMatcher) (*lineMatcher, error) {
 	b.WriteString(`$`)
 	re, err := regexp.Compile(b.String())
 	if err != nil {
-		return nil, fmt.Errorf("S: %q: %w", text, err)
+		return nil, fmt.Errorf("S: pattern %q: %w", b.String(), err)
 	}
 	m.re = re
 	return m, nil

@@ -77,8 +77,8 @@ func (sd *seeder) seed(s *conformance.Script, account func(conformance.User) con
 		if err != nil {
 			return err
 		}
-		if err := os.RemoveAll(dir); err != nil {
-			return fmt.Errorf("popconform: clearing %s: %w", dir, err)
+		if err := removeAll(dir); err != nil {
+			return err
 		}
 		if err := makeMaildir(dir); err != nil {
 			return err
@@ -121,6 +121,20 @@ func (sd *seeder) seed(s *conformance.Script, account func(conformance.User) con
 	return nil
 }
 
+// removeAll empties a Maildir away. A server session of the previous
+// script that is still ending may write into it meanwhile; it tries again
+// for a while.
+func removeAll(dir string) error {
+	var err error
+	for range 50 {
+		if err = os.RemoveAll(dir); err == nil {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("popconform: clearing %s: %w", dir, err)
+}
+
 func makeMaildir(dir string) error {
 	for _, sub := range []string{"cur", "new", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
@@ -130,10 +144,14 @@ func makeMaildir(dir string) error {
 	return nil
 }
 
-// writeUsers replaces the passwd-file with the script's accounts.
+// writeUsers replaces the passwd-file with the script's accounts. A file
+// that would not change is left alone. After a change it waits for the
+// clock's next second: Dovecot looks at the file at most once a second
+// and reloads it when its modification time moved, which each rewrite
+// makes sure of.
 func (sd *seeder) writeUsers(s *conformance.Script, account func(conformance.User) conformance.User) error {
 	var b bytes.Buffer
-	b.WriteString("# written by popconform --users-file for " + filepath.Base(s.Name) + "\n")
+	b.WriteString("# written by popconform --users-file\n")
 	for _, su := range s.Users {
 		u := account(su)
 		if su.APOP != "" && su.APOP != su.Password {
@@ -144,6 +162,9 @@ func (sd *seeder) writeUsers(s *conformance.Script, account func(conformance.Use
 			return fmt.Errorf("user %s: %v: %w", su.Name, err, conformance.ErrSkip)
 		}
 		b.WriteString(line + "\n")
+	}
+	if old, err := os.ReadFile(sd.usersFile); err == nil && bytes.Equal(old, b.Bytes()) {
+		return nil
 	}
 	tmp := sd.usersFile + ".popconform-tmp"
 	if err := os.WriteFile(tmp, b.Bytes(), 0o600); err != nil {
@@ -160,6 +181,8 @@ func (sd *seeder) writeUsers(s *conformance.Script, account func(conformance.Use
 	if err := os.Rename(tmp, sd.usersFile); err != nil {
 		return fmt.Errorf("popconform: replacing %s: %w", sd.usersFile, err)
 	}
+	now := time.Now()
+	time.Sleep(now.Truncate(time.Second).Add(time.Second).Sub(now))
 	return nil
 }
 
