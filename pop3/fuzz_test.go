@@ -122,6 +122,11 @@ func FuzzSession(f *testing.F) {
 		strings.Repeat("A", 300) + "\r\n",
 		"USER a\nPASS b\n\n\n",
 		"NOOP",
+		"CAPA\r\nAUTH\r\nAUTH PLAIN\r\nAGFsaWNlAG9wZW4gc2VzYW1lIA==\r\nCAPA\r\nSTAT\r\n",
+		"AUTH LOGIN YWxpY2U=\r\nb3BlbiBzZXNhbWUg\r\nAUTH PLAIN =\r\n",
+		"AUTH CRAM-MD5\r\n*\r\nAUTH PLAIN\r\n=AAA\r\nAUTH FOO bar baz\r\n",
+		"UTF8\r\nLANG\r\nLANG en-US\r\nLANG *\r\nSTLS\r\n",
+		"STLS\r\nCAPA\r\n\x16\x03\x01\x00\x05hello",
 	} {
 		f.Add([]byte(s))
 	}
@@ -131,10 +136,12 @@ func FuzzSession(f *testing.F) {
 	}
 	defer func() { _ = ln.Close() }()
 	logs := &syncBuffer{}
+	tlsCfg := serverTLS(f)
 	f.Fuzz(func(t *testing.T, input []byte) {
 		store := newMemStore(t, msg1, "Subject: d\r\n\r\n.\r\n..x\r\n", "")
 		srv, err := New(Options{
 			Store: store, Hostname: "fuzz", Logger: zerolog.New(logs).Level(zerolog.ErrorLevel),
+			TLSConfig:   tlsCfg,
 			AuthTimeout: 2 * time.Second, IdleTimeout: 2 * time.Second,
 			LineTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
 		})

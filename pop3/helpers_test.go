@@ -75,6 +75,12 @@ func newMemStore(t *testing.T, msgs ...string) *memstore.Store {
 // mutate may change the options.
 func startServer(t *testing.T, store mailstore.Store, mutate func(*Options)) *env {
 	t.Helper()
+	return startServerListener(t, store, mutate, nil)
+}
+
+// startServerListener is startServer with a listener wrapper (TLS).
+func startServerListener(t *testing.T, store mailstore.Store, mutate func(*Options), wrap func(net.Listener) net.Listener) *env {
+	t.Helper()
 	logs := &syncBuffer{}
 	opts := Options{
 		Store:       store,
@@ -94,6 +100,9 @@ func startServer(t *testing.T, store mailstore.Store, mutate func(*Options)) *en
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if wrap != nil {
+		ln = wrap(ln)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &env{t: t, store: store, srv: srv, addr: ln.Addr().String(), logs: logs, cancel: cancel}
