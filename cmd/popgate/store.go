@@ -106,6 +106,9 @@ func openStore(ctx context.Context, sc storeConfig, hostname string, log zerolog
 			Logger:     log,
 			DeleteMode: upstream.DeleteMode(sc.upstreamDelete),
 			Window:     sc.upstreamWindow,
+			// Connect once now, so a wrong host or an untrusted
+			// certificate stops the start instead of every login.
+			Probe: true,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("--store: %w", err)

@@ -43,6 +43,15 @@ type Harness struct {
 	// Reopen, if set, returns a new instance over the same data, as after a
 	// restart. UID stability is then checked across the restart too.
 	Reopen func(t *testing.T, b Backend) Backend
+	// SingleFolder says the store has only INBOX (a POP3 gateway). The
+	// Folders check then verifies that Folders lists INBOX alone and that
+	// opening any other folder fails with ErrNoSuchFolder.
+	SingleFolder bool
+	// Skip names checks the backend cannot pass, each with the reason
+	// (for example a real upstream server that alters NUL octets). The
+	// reason is reported with the skip; keep this list as short as the
+	// backend allows.
+	Skip map[string]string
 }
 
 // Messages used by the suite, in the forms stores meet in the wild.
@@ -83,8 +92,22 @@ func Run(t *testing.T, h Harness) {
 		{"ConcurrentUsers", testConcurrentUsers},
 		{"SessionNumbering", testSession},
 	}
+	for name := range h.Skip {
+		found := false
+		for _, tc := range tests {
+			found = found || tc.name == name
+		}
+		if !found {
+			t.Fatalf("storetest: Harness.Skip names unknown check %q", name)
+		}
+	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, h) })
+		t.Run(tc.name, func(t *testing.T) {
+			if reason, ok := h.Skip[tc.name]; ok {
+				t.Skip(reason)
+			}
+			tc.fn(t, h)
+		})
 	}
 }
 
@@ -442,6 +465,22 @@ func testNoAliasing(t *testing.T, h Harness) {
 
 func testFolders(t *testing.T, h Harness) {
 	b := seed(t, h)
+	if h.SingleFolder {
+		acct := login(t, b, "alice")
+		folders, err := acct.Folders(ctxT(t))
+		if err != nil || len(folders) != 1 || folders[0] != mailstore.Inbox {
+			t.Fatalf("Folders() = %v, %v; want [INBOX] alone", folders, err)
+		}
+		if _, err := acct.Open(ctxT(t), "Archive"); !errors.Is(err, mailstore.ErrNoSuchFolder) {
+			t.Errorf("Open(Archive) = %v, want ErrNoSuchFolder", err)
+		}
+		md := open(t, acct, "inbox")
+		defer md.Close()
+		if n := len(messages(t, md)); n != len(corpus) {
+			t.Errorf("inbox has %d messages, want %d", n, len(corpus))
+		}
+		return
+	}
 	if err := b.Deliver(ctxT(t), "alice", "Archive", []byte("Subject: old\n\nold mail\n")); err != nil {
 		t.Fatalf("Deliver to Archive = %v", err)
 	}

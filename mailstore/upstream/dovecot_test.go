@@ -296,11 +296,16 @@ func TestDovecot(t *testing.T) {
 	// Dovecot serves a NUL octet as 0x80 (IMAP literals may not hold NUL),
 	// so storetest's SizesAndCRLF, whose corpus has a NUL, is skipped; a
 	// POP3 upstream also has a single folder.
+	nul := map[string]string{"SizesAndCRLF": "Dovecot serves a NUL octet as 0x80 (IMAP literals may not hold NUL)"}
 	t.Run("imaps", func(t *testing.T) {
-		runChildSuite(t, "TestDovecotIMAPSuiteChild", "SizesAndCRLF")
+		h := harness(dovecotStart(false), upstream.Options{})
+		h.Skip = nul
+		storetest.Run(t, h)
 	})
 	t.Run("pop3s", func(t *testing.T) {
-		runChildSuite(t, "TestDovecotPOP3SuiteChild", "SizesAndCRLF|Folders")
+		h := harness(dovecotStart(true), upstream.Options{})
+		h.Skip, h.SingleFolder = nul, true
+		storetest.Run(t, h)
 	})
 	t.Run("SameUIDLs", func(t *testing.T) {
 		d := startDovecot(t)
@@ -338,24 +343,6 @@ func TestDovecot(t *testing.T) {
 		s := newStore(t, upstream.Options{URL: "imaps://" + d.imaps, CAFile: d.caFile})
 		measureRetr(t, s, sum, n)
 	})
-}
-
-// TestDovecotIMAPSuiteChild is TestDovecot/imaps's child; it runs only
-// under it.
-func TestDovecotIMAPSuiteChild(t *testing.T) {
-	if os.Getenv(childEnv) == "" {
-		t.Skip("run by TestDovecot in a child process")
-	}
-	storetest.Run(t, harness(dovecotStart(false), upstream.Options{}))
-}
-
-// TestDovecotPOP3SuiteChild is TestDovecot/pop3s's child; it runs only
-// under it (storetest's Folders check skipped: POP3 has one folder).
-func TestDovecotPOP3SuiteChild(t *testing.T) {
-	if os.Getenv(childEnv) == "" {
-		t.Skip("run by TestDovecot in a child process")
-	}
-	storetest.Run(t, harness(dovecotStart(true), upstream.Options{}))
 }
 
 func certPool(pem []byte) *x509.CertPool {
