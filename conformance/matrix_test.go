@@ -20,7 +20,6 @@ import (
 	"popgate/pop1"
 	"popgate/pop1/port109"
 	"popgate/pop2"
-	"popgate/pop3"
 )
 
 var (
@@ -35,13 +34,8 @@ type frontEnd func(st mailstore.Store, log zerolog.Logger) (conformance.Handler,
 // to its front end. Adding a protocol is one entry here.
 func frontEnds() map[string]frontEnd {
 	return map[string]frontEnd{
-		"pop3": func(st mailstore.Store, log zerolog.Logger) (conformance.Handler, error) {
-			srv, err := pop3.New(pop3.Options{Store: st, Hostname: "popgate.test", Logger: log})
-			if err != nil {
-				return nil, err
-			}
-			return srv.ServeConn, nil
-		},
+		// STLS is on, so that ! starttls transcripts run (tls_test.go).
+		"pop3": pop3FrontEnd(nil),
 		"pop2": func(st mailstore.Store, log zerolog.Logger) (conformance.Handler, error) {
 			srv, err := pop2.New(pop2.Options{Store: st, Hostname: "popgate.test", Logger: log})
 			if err != nil {
@@ -157,6 +151,7 @@ func runFile(t *testing.T, file, proto string, fe frontEnd, b backend) {
 		log = zerolog.New(zerolog.NewTestWriter(t))
 	}
 	st := b.new(t)
+	fe, refusing := frontEndFor(s, proto, fe)
 	h, err := fe(st, log)
 	if err != nil {
 		t.Fatalf("front end: %v", err)
@@ -173,7 +168,7 @@ func runFile(t *testing.T, file, proto string, fe frontEnd, b backend) {
 		}
 	}()
 	r := conformance.Runner{Update: *update}
-	res, err := r.Run(ctx, s, tgt)
+	res, err := r.Run(ctx, s, featureTarget{tgt, refusing})
 	if *update && len(res.Fixes) > 0 {
 		if werr := os.WriteFile(file, conformance.Rewrite(data, res.Fixes), 0o644); werr != nil {
 			t.Fatal(werr)

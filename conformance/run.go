@@ -240,6 +240,8 @@ func (ru *run) step(ctx context.Context, st *Step) error {
 		return nil
 	case StepExpectClose:
 		return ru.expectClose(c, st)
+	case StepStartTLS:
+		return ru.startTLS(c, st)
 	}
 	return ru.fail(st, "", nil, fmt.Errorf("unknown step kind %d", st.Kind))
 }

@@ -121,6 +121,7 @@ const (
 	StepExpectClose                     // ! expect-close
 	StepExpectMail                      // ! expect-mailbox USER FOLDER = fix...
 	StepSleep                           // ! sleep DURATION
+	StepStartTLS                        // ! starttls
 )
 
 // Step is one dialogue line.
@@ -386,6 +387,11 @@ func parseDirective(f []string, ln int) (Step, bool, error) {
 			return Step{}, false, fmt.Errorf("! conn: bad number %q", args[0])
 		}
 		return Step{Kind: StepConn, Conn: n}, true, nil
+	case "starttls":
+		if len(args) != 0 {
+			return Step{}, false, errors.New("! starttls takes no arguments")
+		}
+		return Step{Kind: StepStartTLS}, true, nil
 	case "hangup", "expect-close":
 		if len(args) != 0 {
 			return Step{}, false, fmt.Errorf("! %s takes no arguments", f[0])
