@@ -22,13 +22,15 @@ type frontEnds struct {
 }
 
 func newFrontEnds(cfg *config, store mailstore.Store, log zerolog.Logger) (*frontEnds, error) {
-	p3, err := pop3.New(pop3.Options{
+	p3opts := pop3.Options{
 		Store:       store,
 		Hostname:    cfg.hostname,
 		Logger:      log,
 		AuthTimeout: cfg.authTimeout,
 		IdleTimeout: cfg.idleTimeout,
-	})
+	}
+	cfg.tls.apply(&p3opts) // STLS, plaintext policy, shared limiter
+	p3, err := pop3.New(p3opts)
 	if err != nil {
 		return nil, fmt.Errorf("pop3: %w", err)
 	}

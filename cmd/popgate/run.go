@@ -39,6 +39,8 @@ type config struct {
 	runAs           string
 	inetd           string
 	traceDir        string
+	tls             tlsSettings // tls.go
+	demoListeners   bool        // no listener flag: the demo's listeners
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -56,6 +58,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringArrayVar(&cfg.pop3Addrs, "pop3", nil, "POP3 (RFC 1939) listener `ADDR` (host:port; repeatable); standard port 110")
 	fs.StringArrayVar(&cfg.pop2Addrs, "pop2", nil, "POP2 (RFC 937) listener `ADDR` (repeatable); standard port 109")
 	fs.StringArrayVar(&cfg.pop1Addrs, "pop1", nil, "POP1 (RFC 918) listener `ADDR` (repeatable)")
+	addTLSFlags(fs, &cfg.tls)
 	fs.StringArrayVar(&cfg.pop109Addrs, "pop109", nil, "POP1 and POP2 on one listener `ADDR`, told apart by the first command (HELO: POP2, USER: POP1); the historical port 109")
 	fs.StringVar(&cfg.storeCfg.url, "store", "memory:", "mail store `URL`: memory: (the demo maildrop), maildir:PATH, mbox:PATH (PATH may hold %u), imaps://HOST[:PORT], imap://HOST, pop3s://HOST[:PORT], pop3://HOST")
 	fs.StringVar(&cfg.storeCfg.usersFile, "users", "", "Dovecot-style passwd-file `FILE` (user:{SCHEME}secret:...); needed by maildir: and mbox:, reloaded on SIGHUP")
@@ -82,9 +85,14 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
 	}
-	if len(cfg.pop3Addrs)+len(cfg.pop2Addrs)+len(cfg.pop1Addrs)+len(cfg.pop109Addrs) == 0 {
+	if len(cfg.pop3Addrs)+len(cfg.pop2Addrs)+len(cfg.pop1Addrs)+len(cfg.pop109Addrs)+len(cfg.tls.pop3sAddrs) == 0 {
 		cfg.pop3Addrs = []string{demoPOP3Addr}
 		cfg.pop109Addrs = []string{demo109Addr}
+		cfg.tls.pop3sAddrs = []string{demoPOP3SAddr}
+		cfg.demoListeners = true
+	}
+	if err := cfg.tls.validate(); err != nil {
+		return nil, err
 	}
 	if cfg.idleTimeout != 0 && cfg.idleTimeout < 10*time.Minute {
 		fmt.Fprintf(stderr, "popgate: warning: --idle-timeout %v is shorter than the 10 minutes RFC 1939 §3 asks for\n", cfg.idleTimeout)
@@ -145,6 +153,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		defer stopReload()
 	}
 
+	if err := cfg.tls.setup(cfg.hostname, cfg.demoListeners && cfg.tls.certFile == "", log); err != nil {
+		fmt.Fprintf(stderr, "popgate: %v\n", err)
+		return 1
+	}
+	defer reloadCertOnSIGHUP(cfg.tls.certs, log)()
+
 	fes, err := newFrontEnds(cfg, store, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "popgate: %v\n", err)
@@ -188,6 +202,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fe          frontEnd
 	}{
 		{"pop3", "POP3", cfg.pop3Addrs, fes.pop3},
+		{"pop3s", "POP3S", cfg.tls.pop3sAddrs, fes.pop3},
 		{"pop2", "POP2", cfg.pop2Addrs, fes.pop2},
 		{"pop1", "POP1", cfg.pop1Addrs, fes.pop1},
 		{"pop109", "POP1+POP2", cfg.pop109Addrs, fes.pop109},
@@ -199,6 +214,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "popgate: cannot listen for %s on %s: %v\n", l.name, addr, unwrapOpError(err))
 				return 1
 			}
+			ln = cfg.tls.wrap(l.proto, ln)
 			log.Info().Str("proto", l.proto).Str("listen", ln.Addr().String()).Msg("listening")
 			ls.serve(ln, l.proto, l.fe)
 			bound = append(bound, boundListener{l.name, ln.Addr().String()})
@@ -237,6 +253,10 @@ type boundListener struct{ proto, addr string }
 func printWelcome(w io.Writer, bound []boundListener, demo bool) {
 	for _, b := range bound {
 		host, port, _ := net.SplitHostPort(b.addr)
+		if b.proto == "POP3S" {
+			fmt.Fprintf(w, "popgate: %s on %s   try: openssl s_client -quiet -crlf -connect %s\n", b.proto, b.addr, b.addr)
+			continue
+		}
 		fmt.Fprintf(w, "popgate: %s on %s   try: telnet %s %s\n", b.proto, b.addr, host, port)
 	}
 	if demo {
