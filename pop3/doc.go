@@ -1,6 +1,7 @@
 // Package pop3 is popgate's POP3 front end: an RFC 1939 (STD 53) server
-// with the RFC 2449 CAPA command and the RFC 2449 / RFC 3206 response
-// codes, over the [mailstore] API.
+// with the RFC 2449 CAPA command, the RFC 2449 / RFC 3206 response codes,
+// SASL AUTH (RFC 5034), STLS (RFC 2595) and implicit TLS (RFC 8314), and
+// UTF8/LANG (RFC 6856), over the [mailstore] API.
 //
 // It provides [Server], built by [New] from [Options], whose
 // [Server.ServeConn] runs one session on an accepted connection.
@@ -36,9 +37,22 @@
 //	UIDL  [msg]           TRANSACTION                 RFC 1939 §7
 //	QUIT                  AUTHORIZATION, TRANSACTION  RFC 1939 §4, §6
 //	CAPA                  AUTHORIZATION, TRANSACTION  RFC 2449 §5
+//	AUTH  [mech [ir]]     AUTHORIZATION               RFC 5034, RFC 1734
+//	STLS                  AUTHORIZATION, no TLS yet   RFC 2595 §4
+//	UTF8                  AUTHORIZATION               RFC 6856 §2
+//	LANG  [range]         AUTHORIZATION, TRANSACTION  RFC 6856 §3
 //
-// CAPA announces TOP, USER, UIDL, RESP-CODES, AUTH-RESP-CODE, PIPELINING
-// and IMPLEMENTATION. APOP has no capability tag (RFC 2449 §6): it is
+// CAPA is computed per connection and state: TOP, USER (where password
+// logins are allowed), SASL (the mechanisms usable there), RESP-CODES,
+// AUTH-RESP-CODE, LOGIN-DELAY (if Options.LoginDelay), PIPELINING,
+// EXPIRE (if Options.Expire), UIDL, STLS (before TLS, in AUTHORIZATION,
+// with Options.TLSConfig), UTF8 USER, LANG and IMPLEMENTATION. New checks
+// that every announced command is implemented. AUTH offers PLAIN (from
+// github.com/emersion/go-sasl), LOGIN and CRAM-MD5; STLS and implicit TLS
+// (a *tls.Conn handed to ServeConn) run under [PlaintextPolicy] and a
+// shared [Limiter]. docs/pop3-extensions.md has the decisions.
+//
+// APOP has no capability tag (RFC 2449 §6): it is
 // offered when the greeting carries a timestamp, which happens when the
 // store implements [mailstore.APOPStore] and Options.DisableAPOP is
 // false. The timestamp is <pid.counter.clock@host>, unique per
@@ -67,7 +81,7 @@
 //   - Errors become replies in one function: authentication failures get
 //     [AUTH], a held lock [IN-USE], permanent store failures [SYS/PERM],
 //     anything unexpected [SYS/TEMP]; details go to the log only.
-//   - PASS and APOP arguments are never logged.
+//   - PASS, APOP and AUTH arguments, and SASL responses, are never logged.
 //
 // # Deviations and choices
 //

@@ -191,4 +191,3 @@ func TestInteropOpenSSL(t *testing.T) {
 		}
 	})
 }
-
