@@ -1,7 +1,9 @@
 package conformance
 
 import (
+	"crypto/hmac"
 	"crypto/md5"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -20,6 +22,10 @@ import (
 //	${apop USER V}  the RFC 1939 §7 APOP digest: lower-case hex MD5 of the
 //	                bound variable V (the greeting's <timestamp>) followed by
 //	                USER's shared secret
+//	${cram-md5 USER V}  the RFC 2195 CRAM-MD5 response to the base64
+//	                challenge bound to V, base64-encoded: USER's name, a
+//	                space and the hex HMAC-MD5 of the challenge keyed with
+//	                USER's password
 
 type phKind int
 
@@ -29,7 +35,11 @@ const (
 	phVar
 	phSize
 	phAPOP
+	phCRAM
 )
+
+// phNames names the placeholders that take a user, for messages.
+var phNames = map[phKind]string{phAPOP: "apop", phCRAM: "cram-md5"}
 
 // segment is a piece of a line: literal text or one placeholder.
 type segment struct {
@@ -37,7 +47,7 @@ type segment struct {
 	text    string // literal text
 	name    string // variable, fixture or user name
 	re      string // phVar: the binding pattern ("" means one word)
-	varName string // phAPOP: the timestamp variable
+	varName string // phAPOP: the timestamp variable; phCRAM: the challenge
 }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -107,10 +117,12 @@ func parsePlaceholder(body string) (segment, error) {
 		return segment{kind: phSize, name: f[1]}, nil
 	case len(f) == 3 && f[0] == "apop":
 		return segment{kind: phAPOP, name: f[1], varName: f[2]}, nil
-	case len(f) == 1 && identRE.MatchString(f[0]) && f[0] != "size" && f[0] != "apop":
+	case len(f) == 3 && f[0] == "cram-md5":
+		return segment{kind: phCRAM, name: f[1], varName: f[2]}, nil
+	case len(f) == 1 && identRE.MatchString(f[0]) && f[0] != "size" && f[0] != "apop" && f[0] != "cram-md5":
 		return segment{kind: phVar, name: f[0]}, nil
 	}
-	return segment{}, fmt.Errorf("bad placeholder ${%s} (want ${...}, ${name}, ${name~RE}, ${size FIXTURE} or ${apop USER VAR})", body)
+	return segment{}, fmt.Errorf("bad placeholder ${%s} (want ${...}, ${name}, ${name~RE}, ${size FIXTURE}, ${apop USER VAR} or ${cram-md5 USER VAR})", body)
 }
 
 // env is what placeholders are evaluated in: bound variables, fixture sizes
@@ -121,6 +133,9 @@ type env struct {
 	// secret returns the APOP shared secret of a script user (after any
 	// credential mapping of the target).
 	secret func(user string) (string, bool)
+	// account returns a script user's account on the target (after any
+	// credential mapping), for ${cram-md5 ...}.
+	account func(user string) (User, bool)
 }
 
 func (e *env) value(sg segment) (string, error) {
@@ -149,6 +164,23 @@ func (e *env) value(sg segment) (string, error) {
 			return "", fmt.Errorf("${apop %s %s}: no such user", sg.name, sg.varName)
 		}
 		return APOPDigest(ts, secret), nil
+	case phCRAM:
+		chal, ok := e.vars[sg.varName]
+		if !ok {
+			return "", fmt.Errorf("${cram-md5 %s %s}: variable %s is not bound yet", sg.name, sg.varName, sg.varName)
+		}
+		var u User
+		if e.account != nil {
+			u, ok = e.account(sg.name)
+		}
+		if !ok {
+			return "", fmt.Errorf("${cram-md5 %s %s}: no such user", sg.name, sg.varName)
+		}
+		raw, err := base64.StdEncoding.DecodeString(chal)
+		if err != nil {
+			return "", fmt.Errorf("${cram-md5 %s %s}: the challenge is not base64: %w", sg.name, sg.varName, err)
+		}
+		return CRAMMD5Response(u.Name, u.Password, raw), nil
 	}
 	return "", errors.New("${...} matches server text; it cannot be sent")
 }
@@ -158,6 +190,15 @@ func (e *env) value(sg segment) (string, error) {
 func APOPDigest(timestamp, secret string) string {
 	sum := md5.Sum([]byte(timestamp + secret))
 	return hex.EncodeToString(sum[:])
+}
+
+// CRAMMD5Response returns the base64 client response of RFC 2195 to a
+// decoded challenge: user, a space, and the lower-case hex HMAC-MD5 of the
+// challenge keyed with password.
+func CRAMMD5Response(user, password string, challenge []byte) string {
+	mac := hmac.New(md5.New, []byte(password))
+	mac.Write(challenge)
+	return base64.StdEncoding.EncodeToString([]byte(user + " " + hex.EncodeToString(mac.Sum(nil))))
 }
 
 // expand evaluates a C: line.

@@ -171,6 +171,8 @@ type pop3Cmd struct {
 	saslUser string
 	// saslResponses counts the client's continuation lines.
 	saslResponses int
+	// challenge is the variable bound to the last CRAM-MD5 challenge.
+	challenge string
 }
 
 // recMsg is what the session showed of one message.
@@ -204,6 +206,7 @@ type pop3Builder struct {
 	deleted    map[int]bool
 	lastVerb   string
 	lastAnswer bool
+	challenges int
 	// statCount and statSize are from a STAT answered while nothing was
 	// marked deleted (statCount -1: none): they size the fillers of
 	// messages no LIST showed.
@@ -329,6 +332,15 @@ func (b *pop3Builder) saslRedact(cmd *pop3Cmd, resp string) (ok, fail string) {
 			return enc([]byte(parts[0] + "\x00" + parts[1] + "\x00" + RecordedPassword)),
 				enc([]byte(parts[0] + "\x00" + parts[1] + "\x00" + wrongPassword))
 		}
+	case "CRAM-MD5":
+		raw, err := base64.StdEncoding.DecodeString(resp)
+		name, _, ok := strings.Cut(string(raw), " ")
+		if err == nil && ok && cmd.challenge != "" {
+			b.addUser(name)
+			cmd.saslUser = name
+			return "${cram-md5 " + name + " " + cmd.challenge + "}",
+				enc([]byte(name + " " + strings.Repeat("0", 32)))
+		}
 	case "LOGIN":
 		if cmd.saslResponses == 1 {
 			if raw, err := base64.StdEncoding.DecodeString(resp); err == nil {
@@ -372,6 +384,13 @@ func (b *pop3Builder) serverLine(data []byte) {
 	line := string(data)
 	if len(b.pending) > 0 && b.pending[0].verb == "AUTH" && strings.HasPrefix(line, "+") && !strings.HasPrefix(line, "+OK") {
 		b.saslWait = true
+		cmd := b.pending[0]
+		if len(cmd.args) > 0 && strings.EqualFold(cmd.args[0], "CRAM-MD5") && strings.HasPrefix(line, "+ ") {
+			b.challenges++
+			cmd.challenge = fmt.Sprintf("challenge%d", b.challenges)
+			b.steps = append(b.steps, "S: + ${"+cmd.challenge+"}")
+			return
+		}
 		b.steps = append(b.steps, "S: +${...}")
 		return
 	}

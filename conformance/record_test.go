@@ -335,3 +335,39 @@ func TestRecordStatOnly(t *testing.T) {
 	files := waitTraces(t, dir, 1)
 	replayTrace(t, files[0])
 }
+
+// TestRecordCRAMMD5 records a CRAM-MD5 login (RFC 2195): the response is
+// not in the file, the replay computes it from the new challenge.
+func TestRecordCRAMMD5(t *testing.T) {
+	dir := t.TempDir()
+	addr, _ := recordServer(t, dir)
+	p := dialPOP(t, addr)
+	st, _ := p.cmd("AUTH CRAM-MD5", false)
+	chal, ok := strings.CutPrefix(st, "+ ")
+	if !ok {
+		t.Skipf("the server does not offer CRAM-MD5: %s", st)
+	}
+	raw, err := base64.StdEncoding.DecodeString(chal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := conformance.CRAMMD5Response("alice", recordSecret, raw)
+	if st, _ := p.cmd(resp, false); !strings.HasPrefix(st, "+OK") {
+		t.Fatalf("CRAM-MD5: %s", st)
+	}
+	p.cmd("STAT", false)
+	p.cmd("QUIT", false)
+	_ = p.c.Close()
+	files := waitTraces(t, dir, 1)
+	data, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(data, []byte(resp)) || bytes.Contains(data, []byte(recordSecret)) {
+		t.Errorf("a secret is in the trace:\n%s", data)
+	}
+	if !strings.Contains(string(data), "C: ${cram-md5 alice challenge1}\n") {
+		t.Errorf("trace lacks the CRAM-MD5 placeholder:\n%s", data)
+	}
+	replayTrace(t, files[0])
+}

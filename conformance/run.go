@@ -130,6 +130,9 @@ func (r *Runner) Run(ctx context.Context, s *Script, t Target) (*Result, error) 
 	ru.env = &env{vars: map[string]string{}, script: s, secret: func(name string) (string, bool) {
 		u, ok := ru.users[name]
 		return u.Secret(), ok
+	}, account: func(name string) (User, bool) {
+		u, ok := ru.users[name]
+		return u, ok
 	}}
 	sctx, cancel := context.WithTimeout(ctx, r.timeout())
 	err := t.Seed(sctx, s)

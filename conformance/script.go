@@ -481,9 +481,9 @@ func (s *Script) checkPlaceholders(text string, users map[string]bool) error {
 			if s.Fixtures[sg.name] == nil {
 				return fmt.Errorf("${size %s}: no such fixture", sg.name)
 			}
-		case phAPOP:
+		case phAPOP, phCRAM:
 			if !users[sg.name] {
-				return fmt.Errorf("${apop %s %s}: user %q has no user: header", sg.name, sg.varName, sg.name)
+				return fmt.Errorf("${%s %s %s}: user %q has no user: header", phNames[sg.kind], sg.name, sg.varName, sg.name)
 			}
 		}
 	}

@@ -1,0 +1,20 @@
+// Package interop holds popgate's interoperability tests with real POP3
+// clients: Debian's fetchmail, mpop, getmail6 and curl, Python's poplib
+// and Perl's Net::POP3. It has no code of its own; run
+//
+//	go test ./conformance/interop/ -v
+//
+// Each client retrieves a Maildir of awkward messages from a popgate
+// started in the test (POP3 over the Maildir store, on loopback), once
+// leaving the mail on the server and once deleting it, and every message
+// the client stored is compared byte for byte with what was delivered,
+// after undoing exactly the changes that client is documented to make
+// (its line ends, the headers it adds). A client that is not installed
+// is skipped, except under CI=true, where it is a failure (.ci/run
+// installs them with .ci/install-clients).
+//
+// INTEROP_SUMMARY=FILE writes the per-client PASS/FAIL table to FILE;
+// INTEROP_COMMANDS=FILE writes, per client, the commands it sent, taken
+// from the sessions recorded with conformance.Recorder (docs/clients.md
+// is made from it).
+package interop
