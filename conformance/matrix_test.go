@@ -168,7 +168,7 @@ func runFile(t *testing.T, file, proto string, fe frontEnd, b backend) {
 		}
 	}()
 	r := conformance.Runner{Update: *update}
-	res, err := r.Run(ctx, s, featureTarget{tgt, refusing})
+	res, err := r.Run(ctx, s, featureTarget{tgt, proto, refusing})
 	if *update && len(res.Fixes) > 0 {
 		if werr := os.WriteFile(file, conformance.Rewrite(data, res.Fixes), 0o644); werr != nil {
 			t.Fatal(werr)

@@ -28,6 +28,15 @@ import (
 // files are skipped there.
 const featureCleartextRefused = "popgate-cleartext-refused"
 
+// Features every POP3 script of the matrix has: "stls" (the front end
+// offers STLS) and "popgate-throttle" (a fresh server, so the login
+// throttle starts from zero; a long-running server shared by many
+// scripts would have counted their failures already).
+const (
+	featureSTLS     = "stls"
+	featureThrottle = "popgate-throttle"
+)
+
 // matrixTLS is a throw-away self-signed certificate for STLS in the
 // matrix, made once per test binary.
 type matrixTLS struct {
@@ -95,16 +104,23 @@ func frontEndFor(s *conformance.Script, proto string, fe frontEnd) (frontEnd, bo
 // featureTarget adds matrix features to a StoreTarget.
 type featureTarget struct {
 	*conformance.StoreTarget
+	proto            string
 	cleartextRefused bool
 }
 
 // Supports implements conformance.Supporter.
 func (t featureTarget) Supports(ctx context.Context, feature string) (bool, string) {
-	if feature == featureCleartextRefused {
+	switch feature {
+	case featureCleartextRefused:
 		if t.cleartextRefused {
 			return true, ""
 		}
 		return false, "the front end allows cleartext logins"
+	case featureSTLS, featureThrottle:
+		if t.proto == "pop3" {
+			return true, ""
+		}
+		return false, "only the POP3 front end has " + feature
 	}
 	return t.StoreTarget.Supports(ctx, feature)
 }
