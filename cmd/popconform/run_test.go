@@ -62,7 +62,7 @@ func TestRunTestdata(t *testing.T) {
 	}
 	for _, want := range []string{
 		"PASS " + filepath.Join(dir, "rfc1939-greeting.txtar") + "\n",
-		"PASS " + filepath.Join(dir, "pass-without-user.txtar") + "\n",
+		"PASS " + filepath.Join(dir, "rfc1939-quit-authorization.txtar") + "\n",
 		"PASS " + filepath.Join(dir, "long-line.txtar") + "\n",
 		"SKIP " + filepath.Join(dir, "rfc1939-stat.txtar") + ": " + noFixtures + "\n",
 	} {
