@@ -273,7 +273,7 @@ func finishLine(b *strings.Builder, m *lineMatcher) (*lineMatcher, error) {
 	b.WriteString(`$`)
 	re, err := regexp.Compile(b.String())
 	if err != nil {
-		return nil, fmt.Errorf("S: pattern %q: %w", b.String(), err)
+		return nil, fmt.Errorf("bad S: line (pattern %q): %w", b.String(), err)
 	}
 	m.re = re
 	return m, nil
@@ -337,7 +337,7 @@ func (m *lineMatcher) match(line []byte) (map[string]string, bool) {
 func compileRegexp(pattern string) (*regexp.Regexp, error) {
 	re, err := regexp.Compile(`^(?:` + pattern + `)$`)
 	if err != nil {
-		return nil, fmt.Errorf("S~: %w", err)
+		return nil, fmt.Errorf("bad S~: pattern: %w", err)
 	}
 	return re, nil
 }

@@ -258,7 +258,7 @@ func (s *Script) parseLine(line string, ln int) (Step, bool, error) {
 	case strings.HasPrefix(line, "C="):
 		b, err := decodeBytes([]byte(strings.TrimSpace(line[2:])))
 		if err != nil {
-			return Step{}, false, fmt.Errorf("C=: %w", err)
+			return Step{}, false, fmt.Errorf("bad C= line: %w", err)
 		}
 		return Step{Kind: StepSendBytes, Arg: string(b)}, true, nil
 	case strings.HasPrefix(line, "S:"):
@@ -355,7 +355,7 @@ func parseFixtureStep(f []string) (Step, bool, error) {
 		return Step{Kind: StepFixture, Mode: "mbox", Fixtures: f[1:]}, true, nil
 	}
 	if len(f) < 2 {
-		return Step{}, false, errors.New("S<: want NAME raw, NAME dot or NAME top N")
+		return Step{}, false, errors.New("bad S< line: want NAME raw, NAME dot or NAME top N")
 	}
 	st := Step{Kind: StepFixture, Fixture: f[0], Mode: f[1]}
 	switch {
@@ -363,11 +363,11 @@ func parseFixtureStep(f []string) (Step, bool, error) {
 	case f[1] == "top" && len(f) == 3:
 		n, err := strconv.Atoi(f[2])
 		if err != nil || n < 0 {
-			return Step{}, false, fmt.Errorf("S< %s top: want a line count, got %q", f[0], f[2])
+			return Step{}, false, fmt.Errorf("bad S< %s top: want a line count, got %q", f[0], f[2])
 		}
 		st.Lines = n
 	default:
-		return Step{}, false, fmt.Errorf("S<: want NAME raw, NAME dot or NAME top N, got %q", strings.Join(f, " "))
+		return Step{}, false, fmt.Errorf("bad S< line: want NAME raw, NAME dot or NAME top N, got %q", strings.Join(f, " "))
 	}
 	return st, true, nil
 }
