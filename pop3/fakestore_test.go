@@ -51,7 +51,7 @@ func (a fakeAccount) Open(context.Context, string) (mailstore.Maildrop, error) {
 	if a.s.openErr != nil {
 		return nil, fmt.Errorf("fake open: %w", a.s.openErr)
 	}
-	return fakeMaildrop{a.s}, nil
+	return fakeMaildrop(a), nil
 }
 
 type fakeMaildrop struct{ s *fakeStore }

@@ -28,8 +28,10 @@ func (s *Store) connectIMAP(ctx context.Context) (*imapclient.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The watch covers only the connection set-up; a STARTTLS fallback
+	// re-dials and replaces it, so the deferred call reads stop late.
 	stop := watch(ctx, conn)
-	defer stop()
+	defer func() { stop() }()
 	opts := &imapclient.Options{TLSConfig: s.tlsConfig("")}
 	var c *imapclient.Client
 	switch {
