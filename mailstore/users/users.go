@@ -32,6 +32,8 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"popgate/mailstore"
 )
@@ -205,6 +207,12 @@ func Entry(user, password, scheme string) (string, error) {
 type DB struct {
 	path string // "" for an in-memory table
 
+	// reloadMu serialises reloads; stamp identifies the file version
+	// loaded, so a lookup reloads a file that changed (as Dovecot's
+	// passwd-file does) without waiting for SIGHUP.
+	reloadMu sync.Mutex
+	stamp    fileStamp
+
 	mu    sync.RWMutex
 	users map[string]User
 	order []string // names in file order
@@ -245,6 +253,51 @@ func (db *DB) Reload() error {
 	if db.path == "" {
 		return nil
 	}
+	db.reloadMu.Lock()
+	defer db.reloadMu.Unlock()
+	return db.reloadLocked()
+}
+
+// fileStamp is what tells one version of the passwd-file from another.
+type fileStamp struct {
+	mtime time.Time
+	size  int64
+	ino   uint64
+}
+
+func stampOf(fi os.FileInfo) fileStamp {
+	st := fileStamp{mtime: fi.ModTime(), size: fi.Size()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.ino = uint64(sys.Ino)
+	}
+	return st
+}
+
+// refresh reloads the file if it changed since it was loaded. A file that
+// vanished or no longer parses leaves the loaded table in force, as
+// Reload does; SIGHUP's Reload reports the error.
+func (db *DB) refresh() {
+	if db.path == "" {
+		return
+	}
+	fi, err := os.Stat(db.path)
+	if err != nil {
+		return
+	}
+	db.reloadMu.Lock()
+	defer db.reloadMu.Unlock()
+	if stampOf(fi) == db.stamp {
+		return
+	}
+	_ = db.reloadLocked()
+}
+
+func (db *DB) reloadLocked() error {
+	fi, err := os.Stat(db.path)
+	if err != nil {
+		return fmt.Errorf("users: %w", err)
+	}
+	stamp := stampOf(fi)
 	data, err := os.ReadFile(db.path)
 	if err != nil {
 		return fmt.Errorf("users: reading %s: %w", db.path, err)
@@ -262,6 +315,7 @@ func (db *DB) Reload() error {
 	db.mu.Lock()
 	db.users, db.order = m, order
 	db.mu.Unlock()
+	db.stamp = stamp
 	return nil
 }
 
@@ -313,6 +367,7 @@ func (db *DB) SetPassword(user, password, scheme string) error {
 
 // Lookup returns user's entry.
 func (db *DB) Lookup(user string) (User, bool) {
+	db.refresh()
 	db.mu.RLock()
 	defer db.mu.RUnlock()
 	u, ok := db.users[user]

@@ -323,3 +323,37 @@ func FuzzParseLine(f *testing.F) {
 		}
 	})
 }
+
+// TestChangedFileIsReloadedAtLookup rewrites the passwd-file under a live
+// DB: the next lookup sees the new entries without Reload, and a broken
+// rewrite leaves the last good table in force.
+func TestChangedFileIsReloadedAtLookup(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "passwd")
+	write := func(content string) {
+		t.Helper()
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("alice:{PLAIN}one::::::\n")
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Authenticate(ctx, "bob", "two"); !errors.Is(err, mailstore.ErrAuthFailed) {
+		t.Fatalf("bob before he exists = %v, want ErrAuthFailed", err)
+	}
+	write("alice:{PLAIN}one::::::\nbob:{PLAIN}two::::::\n")
+	if _, err := db.Authenticate(ctx, "bob", "two"); err != nil {
+		t.Fatalf("bob after the file gained him = %v, want success", err)
+	}
+	write("alice:{NOSUCHSCHEME}x::::::\n")
+	if _, err := db.Authenticate(ctx, "bob", "two"); err != nil {
+		t.Fatalf("a broken rewrite replaced the table: bob = %v", err)
+	}
+}
