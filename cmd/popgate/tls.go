@@ -35,6 +35,8 @@ type tlsSettings struct {
 	certFile, keyFile string
 	plaintext         string
 	plaintextNetworks string
+	ipFailures        int
+	userFailures      int
 
 	policy   pop3.PlaintextPolicy
 	networks []netip.Prefix // nil: pop3.DefaultPlaintextNetworks
@@ -49,6 +51,8 @@ func addTLSFlags(fs *pflag.FlagSet, t *tlsSettings) {
 	fs.StringVar(&t.certFile, "tls-cert", "", "TLS certificate chain `FILE` (PEM) for STLS and --pop3s; reloaded on SIGHUP")
 	fs.StringVar(&t.keyFile, "tls-key", "", "TLS private key `FILE` (PEM) for --tls-cert")
 	fs.StringVar(&t.plaintext, "plaintext", "lan", "password logins without TLS: allow, lan (only from --plaintext-networks) or never")
+	fs.IntVar(&t.ipFailures, "login-failures-per-ip", pop3.DefaultIPThreshold, "failed logins from one address (IPv6: one /64) before further attempts are delayed")
+	fs.IntVar(&t.userFailures, "login-failures-per-user", pop3.DefaultUserThreshold, "failed logins for one user name before further attempts are delayed")
 	fs.StringVar(&t.plaintextNetworks, "plaintext-networks", "", "`CIDR,...` where --plaintext lan allows logins without TLS (default: loopback, 10/8, 172.16/12, 192.168/16, fc00::/7)")
 }
 
@@ -66,6 +70,9 @@ func (t *tlsSettings) validate() error {
 		}
 		t.networks = nets
 	}
+	if t.ipFailures < 1 || t.userFailures < 1 {
+		return errors.New("--login-failures-per-ip and --login-failures-per-user must be at least 1")
+	}
 	if (t.certFile == "") != (t.keyFile == "") {
 		return errors.New("--tls-cert and --tls-key go together")
 	}
@@ -77,7 +84,7 @@ func (t *tlsSettings) validate() error {
 // configuration: TLS 1.2 at least (RFC 8314 §4.1), the certificate read
 // through an atomic pointer so that SIGHUP can replace it.
 func (t *tlsSettings) setup(hostname string, demo bool, log zerolog.Logger) error {
-	t.limiter = pop3.NewLimiter(pop3.LimiterOptions{})
+	t.limiter = pop3.NewLimiter(pop3.LimiterOptions{IPThreshold: t.ipFailures, UserThreshold: t.userFailures})
 	switch {
 	case t.certFile != "":
 		t.certs = &certSource{certFile: t.certFile, keyFile: t.keyFile}
