@@ -24,10 +24,17 @@ func (c *conn) cmdUser(req request) (State, error) {
 	if !c.passwordsAllowed() {
 		return c.state, c.refuseCleartext("USER")
 	}
-	if c.utf8 && !utf8.ValidString(req.args[0]) {
+	name := req.args[0]
+	if c.utf8 && !utf8.ValidString(name) {
 		return c.state, errBadUTF8
 	}
-	c.userNext = req.args[0]
+	if c.srv.opts.Quirks.StripUserDomain {
+		// Netscape 3 sends the whole address; the store knows the name.
+		if local, _, ok := strings.Cut(name, "@"); ok && local != "" {
+			name = local
+		}
+	}
+	c.userNext = name
 	c.reply("+OK send PASS")
 	return c.state, nil
 }
@@ -100,7 +107,14 @@ func (c *conn) login(method, name string, acct mailstore.Account, err error) (St
 	c.account, c.sess = acct, sess
 	c.srv.limiter.Success(acct.User())
 	c.log = c.log.With().Str("user", acct.User()).Logger()
-	n, size := sess.Stat()
+	n, size, err := c.stat()
+	if err != nil {
+		// The maildrop is open but cannot be sized: give it back.
+		_ = sess.Close()
+		_ = acct.Close()
+		c.account, c.sess = nil, nil
+		return c.state, fmt.Errorf("sizing maildrop of %q: %w", acct.User(), err)
+	}
 	ev := c.log.Info()
 	if !c.tls {
 		// Logged once per session: a session logs in at most once.

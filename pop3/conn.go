@@ -45,15 +45,20 @@ type conn struct {
 	utf8    bool // the UTF8 command was accepted (RFC 6856 §2)
 	// refusalLogged is set once a cleartext refusal has been logged.
 	refusalLogged bool
+	// sizes caches wire sizes that quirks made the server count.
+	sizes map[int]int64
 }
 
 // serve greets the client and runs commands until the session ends.
 func (c *conn) serve() {
-	if c.timestamp != "" {
-		c.reply("+OK " + c.srv.greetName + " POP3 server ready " + c.timestamp)
-	} else {
-		c.reply("+OK " + c.srv.greetName + " POP3 server ready")
+	greeting := "+OK " + c.srv.greetName + " POP3 server ready"
+	if c.srv.opts.Quirks.ShortGreeting {
+		greeting = "+OK POP3 server ready"
 	}
+	if c.timestamp != "" {
+		greeting += " " + c.timestamp
+	}
+	c.reply(greeting)
 	if !c.flush() {
 		return
 	}
@@ -163,6 +168,10 @@ func (c *conn) fail(err error) {
 		c.closing = true
 		c.closeNote = "framing broken"
 		return
+	}
+	if !c.srv.opts.Profile.extensions() {
+		// Response codes are RFC 2449's; earlier clients never saw them.
+		out.reply = stripResponseCode(out.reply)
 	}
 	c.reply(out.reply)
 	if out.counts {

@@ -110,6 +110,19 @@ type Options struct {
 	// advertised. popgate itself never removes undeleted mail; the
 	// setting states the site's retention policy.
 	Expire string
+
+	// Profile is the POP3 revision this server speaks (docs/eras.md). The
+	// zero value is [ProfileModern].
+	Profile Profile
+	// Quirks are switches for legacy clients' habits; the zero value has
+	// none.
+	Quirks Quirks
+	// XTND enables XTND subcommands (RFC 1082's command; XLST and XMIT
+	// as qpopper defined them). The zero value enables none.
+	XTND XTNDOptions
+	// RPOP enables RPOP in the rfc1081 and rfc1225 profiles. Nil: off.
+	// Read the warning on [RPOPOptions] first.
+	RPOP *RPOPOptions
 }
 
 // Server is a POP3 front end. It is safe for concurrent use: ServeConn may
@@ -167,6 +180,18 @@ func New(opts Options) (*Server, error) {
 	if err := checkExpire(opts.Expire); err != nil {
 		return nil, err
 	}
+	if !opts.Profile.valid() {
+		return nil, fmt.Errorf("pop3: unknown Options.Profile %v", opts.Profile)
+	}
+	if err := opts.Quirks.check(); err != nil {
+		return nil, err
+	}
+	if err := checkXTND(&opts); err != nil {
+		return nil, err
+	}
+	if err := checkRPOP(&opts); err != nil {
+		return nil, err
+	}
 	impl := strings.Join(strings.Fields(sanitizeText(opts.Implementation)), "-")
 	if impl == "" {
 		return nil, fmt.Errorf("pop3: Options.Implementation %q has no printable characters", opts.Implementation)
@@ -181,7 +206,9 @@ func New(opts Options) (*Server, error) {
 		capabilities: newCapabilityList(impl),
 		limiter:      opts.Limiter,
 	}
-	if opts.TLSConfig != nil {
+	applyProfile(s.commands, &s.opts)
+	// STLS is an extension: only the modern profile offers it.
+	if opts.TLSConfig != nil && opts.Profile.extensions() {
 		s.tlsConfig = opts.TLSConfig.Clone()
 		if s.tlsConfig.MinVersion < tls.VersionTLS12 {
 			s.tlsConfig.MinVersion = tls.VersionTLS12
@@ -195,8 +222,10 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.mechs = mechs
-	if err := s.capabilities.check(s.commands); err != nil {
-		return nil, err
+	if s.commands["CAPA"] != nil {
+		if err := s.capabilities.check(s.commands); err != nil {
+			return nil, err
+		}
 	}
 	if s.greetName == "" {
 		s.greetName = "localhost"
@@ -205,7 +234,7 @@ func New(opts Options) (*Server, error) {
 	if reflect.ValueOf(opts.Logger).IsZero() {
 		s.log = zerolog.Nop()
 	}
-	if as, ok := opts.Store.(mailstore.APOPStore); ok && !opts.DisableAPOP {
+	if as, ok := opts.Store.(mailstore.APOPStore); ok && !opts.DisableAPOP && opts.Profile.hasAPOP() && !opts.Quirks.NoTimestamp {
 		s.apop = as
 	}
 	return s, nil

@@ -42,7 +42,10 @@ func (c *conn) message(arg string) (int, error) {
 // cmdStat answers the drop listing (RFC 1939 §5): count and octets of
 // the messages not marked deleted, nothing else on the line.
 func (c *conn) cmdStat(request) (State, error) {
-	n, size := c.sess.Stat()
+	n, size, err := c.stat()
+	if err != nil {
+		return c.state, err
+	}
 	c.reply("+OK " + strconv.Itoa(n) + " " + strconv.FormatInt(size, 10))
 	return c.state, nil
 }
@@ -55,13 +58,21 @@ func (c *conn) cmdList(req request) (State, error) {
 			return c.state, err
 		}
 		m, _ := c.sess.Message(n)
-		c.reply("+OK " + strconv.Itoa(n) + " " + strconv.FormatInt(m.Size, 10))
+		size, err := c.wireSize(n, m)
+		if err != nil {
+			return c.state, err
+		}
+		c.reply("+OK " + strconv.Itoa(n) + " " + strconv.FormatInt(size, 10))
 		return c.state, nil
 	}
-	n, size := c.sess.Stat()
+	n, size, err := c.stat()
+	if err != nil {
+		return c.state, err
+	}
 	c.reply(fmt.Sprintf("+OK %d %s (%d octets)", n, plural(n, "message"), size))
 	for _, m := range c.sess.List() {
-		c.wc.Line(strconv.Itoa(m.N) + " " + strconv.FormatInt(m.Size, 10))
+		s, _ := c.wireSize(m.N, m.MessageInfo) // cached by stat
+		c.wc.Line(strconv.Itoa(m.N) + " " + strconv.FormatInt(s, 10))
 	}
 	c.wc.Line(".")
 	return c.state, nil
@@ -94,7 +105,11 @@ func (c *conn) cmdRetr(req request) (State, error) {
 		return c.state, err
 	}
 	m, _ := c.sess.Message(n)
-	if err := c.sendMessage(n, "+OK "+strconv.FormatInt(m.Size, 10)+" octets", -1); err != nil {
+	size, err := c.wireSize(n, m)
+	if err != nil {
+		return c.state, err
+	}
+	if err := c.sendMessage(n, "+OK "+strconv.FormatInt(size, 10)+" octets", -1); err != nil {
 		return c.state, err
 	}
 	c.sess.MarkRetrieved(n)
@@ -123,7 +138,7 @@ func (c *conn) cmdTop(req request) (State, error) {
 // the first line is buffered get an ordinary -ERR; later ones are fatal,
 // since a multi-line reply cannot be taken back.
 func (c *conn) sendMessage(n int, status string, bodyLines int64) error {
-	rc, err := c.sess.Open(c.ctx, n)
+	rc, err := c.openMessage(n, false)
 	if err != nil {
 		return &msgError{n: n, err: err}
 	}
@@ -157,6 +172,13 @@ func (c *conn) sendMessage(n int, status string, bodyLines int64) error {
 			return &fatalError{fmt.Errorf("reading message %d: %w", n, rerr)}
 		}
 	}
+	if c.srv.opts.Quirks.BlankBeforeDot {
+		// The empty line before the dot, after TOP's line limit too. RETR
+		// sizes count it (wireSize).
+		if _, err := c.wc.Writer().WriteString(crlf); err != nil {
+			return &fatalError{fmt.Errorf("sending message %d: %w", n, err)}
+		}
+	}
 	if err := dw.Close(); err != nil {
 		return &fatalError{fmt.Errorf("sending message %d: %w", n, err)}
 	}
@@ -185,7 +207,14 @@ func (c *conn) cmdNoop(request) (State, error) {
 // cmdRset unmarks every deleted message (RFC 1939 §5).
 func (c *conn) cmdRset(request) (State, error) {
 	c.sess.Reset()
-	n, size := c.sess.Stat()
+	if p := c.srv.opts.Profile; p.hasLast() {
+		// RFC 1081/1225: back to the session-start value; RFC 1460: 0.
+		c.sess.ResetLast(p.lastResetsToZero())
+	}
+	n, size, err := c.stat()
+	if err != nil {
+		return c.state, err
+	}
 	c.reply(fmt.Sprintf("+OK maildrop has %d %s (%d octets)", n, plural(n, "message"), size))
 	return c.state, nil
 }
