@@ -66,7 +66,8 @@ func readCache(dir string) (*cache, error) {
 }
 
 func parseCache(data []byte) (*cache, error) {
-	c := newCache()
+	lines := bytes.Count(data, []byte{'\n'})
+	c := &cache{next: 1, entries: make(map[string]cacheEntry, lines)}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
 	if !sc.Scan() || sc.Text() != cacheHeader {
@@ -85,26 +86,28 @@ func parseCache(data []byte) (*cache, error) {
 	}
 	c.next = next
 	complete := false
-	uids := make(map[string]bool)
+	uids := make(map[string]bool, lines)
 	for n := 3; sc.Scan(); n++ {
 		line := sc.Text()
 		if line == "end" {
 			complete = true
 			break
 		}
-		f := strings.SplitN(line, " ", 4)
-		if len(f) != 4 {
+		seqStr, rest, ok1 := strings.Cut(line, " ")
+		sizeStr, rest, ok2 := strings.Cut(rest, " ")
+		uid, quoted, ok3 := strings.Cut(rest, " ")
+		if !ok1 || !ok2 || !ok3 {
 			return nil, fmt.Errorf("line %d: malformed", n)
 		}
-		seq, err1 := strconv.ParseUint(f[0], 10, 64)
-		size, err2 := strconv.ParseInt(f[1], 10, 64)
-		base, err3 := strconv.Unquote(f[3])
+		seq, err1 := strconv.ParseUint(seqStr, 10, 64)
+		size, err2 := strconv.ParseInt(sizeStr, 10, 64)
+		base, err3 := strconv.Unquote(quoted)
 		if err := errors.Join(err1, err2, err3); err != nil || size < 0 || seq >= c.next ||
-			!mailstore.ValidUID(f[2]) || uids[f[2]] {
+			!mailstore.ValidUID(uid) || uids[uid] {
 			return nil, fmt.Errorf("line %d: malformed", n)
 		}
-		uids[f[2]] = true
-		c.entries[base] = cacheEntry{seq: seq, size: size, uid: f[2]}
+		uids[uid] = true
+		c.entries[base] = cacheEntry{seq: seq, size: size, uid: uid}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("scanning: %w", err)

@@ -1,6 +1,7 @@
 package maildir
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -117,7 +119,7 @@ func (s *Store) snapshot(ctx context.Context, dir string) (*maildrop, error) {
 	if err := s.moveNew(ctx, dir, cur); err != nil {
 		return nil, err
 	}
-	entries, err := os.ReadDir(cur)
+	entries, err := readDirUnsorted(cur)
 	if err != nil {
 		return nil, permanent(fmt.Errorf("reading %s: %w", cur, err))
 	}
@@ -150,14 +152,20 @@ func (s *Store) snapshot(ctx context.Context, dir string) (*maildrop, error) {
 		}
 	}
 	changed := cerr != nil
-	used := make(map[string]bool, len(c.entries))
+	// used (the UIDs taken) is needed only to name fresh messages.
+	var used map[string]bool
+	if len(fresh) > 0 {
+		used = make(map[string]bool, len(c.entries)+len(fresh))
+	}
 	for base, e := range c.entries {
 		if _, ok := present[base]; !ok {
 			delete(c.entries, base)
 			changed = true
 			continue
 		}
-		used[e.uid] = true
+		if used != nil {
+			used[e.uid] = true
+		}
 	}
 
 	// Messages new to the cache are numbered in delivery order: Dovecot's
@@ -227,12 +235,27 @@ func (s *Store) snapshot(ctx context.Context, dir string) (*maildrop, error) {
 		e := c.entries[base]
 		md.msgs = append(md.msgs, message{uid: e.uid, fn: fn, size: e.size, seq: e.seq})
 	}
-	sort.Slice(md.msgs, func(i, j int) bool { return md.msgs[i].seq < md.msgs[j].seq })
+	slices.SortFunc(md.msgs, func(a, b message) int { return cmp.Compare(a.seq, b.seq) })
 	md.byUID = make(map[string]int, len(md.msgs))
 	for i, m := range md.msgs {
 		md.byUID[m.uid] = i
 	}
 	return md, nil
+}
+
+// readDirUnsorted lists dir in directory order: os.ReadDir would sort by
+// name, which the snapshot does not need (it orders by delivery).
+func readDirUnsorted(dir string) ([]os.DirEntry, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	entries, err := f.ReadDir(-1)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", dir, err)
+	}
+	return entries, nil
 }
 
 // moveNew moves every file of new/ to cur/, adding an empty ":2," info.
