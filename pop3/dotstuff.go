@@ -48,6 +48,9 @@ func (d *dotWriter) Done() bool { return d.done }
 // Write stuffs p onto the underlying writer. It always consumes all of p
 // unless the underlying writer fails.
 func (d *dotWriter) Write(p []byte) (int, error) {
+	if d.limit < 0 {
+		return d.writeAll(p)
+	}
 	n := len(p)
 	for len(p) > 0 && !d.done {
 		if d.bol {
@@ -84,6 +87,54 @@ func (d *dotWriter) Write(p []byte) (int, error) {
 		length := d.lineLen + i
 		d.endLine(length == 0 || (length == 1 && cr))
 		p = p[i+1:]
+	}
+	return n, nil
+}
+
+// writeAll is Write for a whole message (no TOP limit). It hands runs of
+// lines that need no change to the underlying writer in one call, and
+// splits a run only where a line starts with "." or ends in a bare LF.
+func (d *dotWriter) writeAll(p []byte) (int, error) {
+	n := len(p)
+	run := 0 // p[run:i] is still to be written unchanged
+	i := 0
+	for i < len(p) {
+		if d.bol && p[i] == '.' {
+			if _, err := d.w.Write(p[run:i]); err != nil {
+				return 0, err
+			}
+			if _, err := io.WriteString(d.w, dot); err != nil {
+				return 0, err
+			}
+			run = i
+		}
+		j := bytes.IndexByte(p[i:], '\n')
+		if j < 0 {
+			d.bol, d.prevCR = false, p[len(p)-1] == '\r'
+			d.lineLen += len(p) - i
+			break
+		}
+		e := i + j
+		cr := d.prevCR
+		if e > 0 {
+			cr = p[e-1] == '\r'
+		}
+		if !cr {
+			if _, err := d.w.Write(p[run:e]); err != nil {
+				return 0, err
+			}
+			if _, err := io.WriteString(d.w, crlf); err != nil {
+				return 0, err
+			}
+			run = e + 1
+		}
+		d.bol, d.prevCR, d.lineLen = true, false, 0
+		i = e + 1
+	}
+	if run < len(p) {
+		if _, err := d.w.Write(p[run:]); err != nil {
+			return 0, err
+		}
 	}
 	return n, nil
 }
