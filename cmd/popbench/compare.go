@@ -159,11 +159,17 @@ func compare(ctx context.Context, cfg compareConfig, stdout, stderr io.Writer) e
 	}
 	servers = append(servers, pg)
 	if cfg.dovecot != "" {
-		dv, err := startDovecot(ctx, cfg.dovecot, d)
-		if err != nil {
-			return err
+		for _, perf := range []bool{false, true} {
+			name := "dovecot"
+			if perf {
+				name = "dovecot-perf"
+			}
+			dv, err := startDovecot(ctx, cfg.dovecot, name, perf, d)
+			if err != nil {
+				return err
+			}
+			servers = append(servers, dv)
 		}
-		servers = append(servers, dv)
 	}
 	ce, err := startCeiling(ctx, d)
 	if err != nil {
@@ -348,48 +354,63 @@ func median(vs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
+// tableServers are the table's columns, in order.
+func tableServers() []string { return []string{"popgate", "dovecot", "dovecot-perf", "ceiling"} }
+
 // printTable writes the medians and ratios as a Markdown table.
 func printTable(w io.Writer, rows []row, cfg compareConfig) {
 	fmt.Fprintf(w, "popbench compare: %d runs of %v per cell (medians), nproc %d, %s\n\n", cfg.runs, cfg.duration, runtime.NumCPU(), runtime.Version())
-	fmt.Fprintln(w, "| scenario | c | metric | popgate | Dovecot | ceiling | popgate/Dovecot | popgate/ceiling | errors pg/dv/ce |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
-	cell := func(m map[string]float64, k string) string {
-		v, ok := m[k]
-		if !ok {
-			return "–"
-		}
-		return strconv.FormatFloat(v, 'f', precision(v), 64)
-	}
-	ratio := func(m map[string]float64, a, b string) string {
-		va, oka := m[a]
-		vb, okb := m[b]
-		if !oka || !okb || vb == 0 {
-			return "–"
-		}
-		return strconv.FormatFloat(va/vb, 'f', 2, 64) + "×"
-	}
-	errs := func(m map[string]int64) string {
-		if m == nil {
-			return ""
-		}
-		var p []string
-		for _, k := range []string{"popgate", "dovecot", "ceiling"} {
-			if v, ok := m[k]; ok {
-				p = append(p, strconv.FormatInt(v, 10))
-			} else {
-				p = append(p, "–")
+	var cols []string
+	for _, name := range tableServers() {
+		for _, r := range rows {
+			if _, ok := r.values[name]; ok && !slices.Contains(cols, name) {
+				cols = append(cols, name)
 			}
 		}
-		return strings.Join(p, "/")
 	}
+	head := "| scenario | c | metric |"
+	for _, c := range cols {
+		head += " " + c + " |"
+	}
+	for _, c := range cols[1:] {
+		head += " popgate/" + c + " |"
+	}
+	head += " errors " + strings.Join(cols, "/") + " |"
+	fmt.Fprintln(w, head)
+	fmt.Fprintln(w, strings.Repeat("|---", 3+2*len(cols))+"|")
 	for _, r := range rows {
 		c := strconv.Itoa(r.concurrency)
 		if r.concurrency == 0 {
 			c = ""
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.scenario, c, r.metric,
-			cell(r.values, "popgate"), cell(r.values, "dovecot"), cell(r.values, "ceiling"),
-			ratio(r.values, "popgate", "dovecot"), ratio(r.values, "popgate", "ceiling"), errs(r.errors))
+		line := "| " + r.scenario + " | " + c + " | " + r.metric + " |"
+		for _, k := range cols {
+			v, ok := r.values[k]
+			if !ok {
+				line += " – |"
+				continue
+			}
+			line += " " + strconv.FormatFloat(v, 'f', precision(v), 64) + " |"
+		}
+		for _, k := range cols[1:] {
+			va, oka := r.values[cols[0]]
+			vb, okb := r.values[k]
+			if !oka || !okb || vb == 0 {
+				line += " – |"
+				continue
+			}
+			line += " " + strconv.FormatFloat(va/vb, 'f', 2, 64) + "× |"
+		}
+		var errs []string
+		for _, k := range cols {
+			if v, ok := r.errors[k]; ok {
+				errs = append(errs, strconv.FormatInt(v, 10))
+			} else {
+				errs = append(errs, "–")
+			}
+		}
+		line += " " + strings.Join(errs, "/") + " |"
+		fmt.Fprintln(w, line)
 	}
 }
 
@@ -535,20 +556,37 @@ service imap-login {
 }
 `
 
-func startDovecot(ctx context.Context, bin string, d dataset) (*server, error) {
+// dovecotPerf is appended to the configuration of "dovecot-perf": the
+// login processes of Dovecot's documented high-performance mode, reused
+// and pre-started, instead of Debian's default of one fresh login process
+// per connection.
+const dovecotPerf = `service pop3-login {
+  service_count = 0
+  process_min_avail = {{NPROC}}
+}
+`
+
+// startDovecot starts Dovecot under the name name; perf selects the
+// high-performance login mode.
+func startDovecot(ctx context.Context, bin, name string, perf bool, d dataset) (*server, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
 	_, port, _ := net.SplitHostPort(addr)
-	dir := filepath.Join(d.root, "dovecot")
+	dir := filepath.Join(d.root, name)
 	for _, sub := range []string{"run", "state"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
 			return nil, fmt.Errorf("dovecot dir: %w", err)
 		}
 	}
-	conf := strings.NewReplacer("{{DIR}}", dir, "{{MAIL}}", d.mail(), "{{PASSWD}}", d.passwd(),
-		"{{UID}}", strconv.Itoa(mailOwner), "{{PORT}}", port).Replace(dovecotConf)
+	repl := strings.NewReplacer("{{DIR}}", dir, "{{MAIL}}", d.mail(), "{{PASSWD}}", d.passwd(),
+		"{{UID}}", strconv.Itoa(mailOwner), "{{PORT}}", port, "{{NPROC}}", strconv.Itoa(runtime.NumCPU()))
+	text := dovecotConf
+	if perf {
+		text += dovecotPerf
+	}
+	conf := repl.Replace(text)
 	path := filepath.Join(dir, "dovecot.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return nil, fmt.Errorf("dovecot config: %w", err)
@@ -558,7 +596,7 @@ func startDovecot(ctx context.Context, bin string, d dataset) (*server, error) {
 		return nil, err
 	}
 	m := filepath.Join(d.mail(), "%u")
-	return &server{name: "dovecot", addr: addr, pid: cmd.Process.Pid, cmd: cmd,
+	return &server{name: name, addr: addr, pid: cmd.Process.Pid, cmd: cmd,
 		cold: []string{filepath.Join(m, "dovecot.index*"), filepath.Join(m, "dovecot-uidlist"),
 			filepath.Join(m, "dovecot.list.index*"), filepath.Join(m, "dovecot-keywords")}}, nil
 }
