@@ -37,6 +37,7 @@ type compareConfig struct {
 	popgateBin    string
 	raw           string
 	timeout       time.Duration
+	users         int
 }
 
 // benchPassword is every benchmark user's password.
@@ -66,6 +67,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.StringVar(&cfg.popgateBin, "popgate-bin", "", "popgate `BINARY` to measure (default: go build popgate/cmd/popgate)")
 	fs.StringVar(&cfg.raw, "raw", "", "append every run's JSON line to `FILE` (default WORKDIR/results.jsonl)")
 	fs.DurationVar(&cfg.timeout, "timeout", 60*time.Second, "per-reply timeout")
+	fs.IntVar(&cfg.users, "users", 0, "users per scenario in the data set (0: the highest --concurrency); keep it equal between runs to reuse the data")
 	if err := fs.Parse(args); err != nil {
 		return exitFor(err, stderr)
 	}
@@ -131,7 +133,7 @@ func compare(ctx context.Context, cfg compareConfig, stdout, stderr io.Writer) e
 		return fmt.Errorf("workdir: %w", err)
 	}
 	maxC := slices.Max(cfg.concurrency)
-	d := dataset{root: cfg.workdir, cfg: cfg, users: maxC}
+	d := dataset{root: cfg.workdir, cfg: cfg, users: max(maxC, cfg.users)}
 	t0 := time.Now()
 	if err := d.prepare(logf); err != nil {
 		return err
