@@ -5,11 +5,14 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"popgate/mailstore/memstore"
 )
 
 func TestParseCommand(t *testing.T) {
@@ -127,9 +130,40 @@ func FuzzSession(f *testing.F) {
 		"AUTH CRAM-MD5\r\n*\r\nAUTH PLAIN\r\n=AAA\r\nAUTH FOO bar baz\r\n",
 		"UTF8\r\nLANG\r\nLANG en-US\r\nLANG *\r\nSTLS\r\n",
 		"STLS\r\nCAPA\r\n\x16\x03\x01\x00\x05hello",
+		login + "LAST\r\nRETR 1\r\nLAST\r\nRSET\r\nXTND XLST Message-Id\r\n",
+		"USER " + testUser + "\r\nRPOP " + testUser + "\r\nXTND XMIT\r\n",
 	} {
 		f.Add([]byte(s))
 	}
+	fuzzSession(f, nil, "+OK fuzz POP3 server ready <")
+}
+
+// FuzzLegacySession is FuzzSession against the RFC 1081 profile with
+// RPOP, XTND XLST and every byte-changing quirk on.
+func FuzzLegacySession(f *testing.F) {
+	login := "USER " + testUser + "\r\nPASS " + testPass + "\r\n"
+	for _, s := range []string{
+		login + "STAT\r\nLAST\r\nRETR 2\r\nLAST\r\nDELE 1\r\nRSET\r\nLAST\r\nQUIT\r\n",
+		login + "XTND XLST Message-Id\r\nXTND XLST Subject 2\r\nXTND BBOARDS\r\nXTND\r\nLIST\r\nTOP 1 0\r\n",
+		"USER " + testUser + "\r\nRPOP " + testUser + "\r\nSTAT\r\nLAST\r\n",
+		"RPOP x\r\nUSER a@b\r\nRPOP a\r\nAUTH\r\nXSENDER 1\r\nCAPA\r\n",
+		login + "RETR 3\r\nTOP 3 1\r\nXTND XMIT\r\nTo: x@y\r\n\r\n.\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	fuzzSession(f, func(o *Options) {
+		o.Profile = ProfileRFC1081
+		o.Store = trustedMem{o.Store.(*memstore.Store)}
+		o.RPOP = &RPOPOptions{Networks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+		o.XTND.XLST = true
+		o.Quirks = Quirks{BlankBeforeDot: true, StatusHeader: true, ReplaceNUL: true, AddEndOfHeaders: true,
+			StripUserDomain: true, AnswerProbes: true, WrapLines: 16, SizeCap: 256}
+	}, "+OK fuzz POP3 server ready\r\n")
+}
+
+// fuzzSession runs the session fuzzer; mutate changes the server options
+// and greeting is the prefix every output must start with.
+func fuzzSession(f *testing.F, mutate func(*Options), greeting string) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		f.Fatal(err)
@@ -139,12 +173,16 @@ func FuzzSession(f *testing.F) {
 	tlsCfg := serverTLS(f)
 	f.Fuzz(func(t *testing.T, input []byte) {
 		store := newMemStore(t, msg1, "Subject: d\r\n\r\n.\r\n..x\r\n", "")
-		srv, err := New(Options{
+		opts := Options{
 			Store: store, Hostname: "fuzz", Logger: zerolog.New(logs).Level(zerolog.ErrorLevel),
 			TLSConfig:   tlsCfg,
 			AuthTimeout: 2 * time.Second, IdleTimeout: 2 * time.Second,
 			LineTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
-		})
+		}
+		if mutate != nil {
+			mutate(&opts)
+		}
+		srv, err := New(opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -179,7 +217,7 @@ func FuzzSession(f *testing.F) {
 		if strings.Contains(logs.String(), `"panic"`) {
 			t.Fatalf("panic:\n%s", logs.String())
 		}
-		if !bytes.HasPrefix(out, []byte("+OK fuzz POP3 server ready <")) {
+		if !bytes.HasPrefix(out, []byte(greeting)) {
 			t.Fatalf("greeting: %q", out)
 		}
 		if !bytes.HasSuffix(out, []byte("\r\n")) && !isReset(err) {

@@ -119,7 +119,7 @@ func (c *conn) xtndXlst(args []string) (State, error) {
 		return c.state, errArgCount
 	}
 	name := args[0]
-	if !isHeaderField([]byte(name + ":")) {
+	if strings.ContainsRune(name, ':') || !isHeaderField([]byte(name+":")) {
 		return c.state, errBadHeader
 	}
 	nums := make([]int, 0, c.sess.Count())
