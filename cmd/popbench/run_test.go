@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"popgate/mailstore"
 	"popgate/mailstore/maildir"
 	"popgate/mailstore/users"
 	"popgate/pop3"
@@ -37,12 +38,21 @@ func startLivePopgate(tb testing.TB, n, msgs, size, bigSize int) *liveServer {
 		tb.Fatal(err)
 	}
 	ctx := context.Background()
+	// Messages are written straight into cur/ under Dovecot-style names
+	// (no fsync per delivery), so that large maildrops set up quickly.
 	add := func(user string, count, sz int) {
 		if err := st.AddUser(ctx, user, "pw"); err != nil {
 			tb.Fatal(err)
 		}
+		cur := filepath.Join(mail, user, "cur")
 		for i := range count {
-			if err := st.Deliver(ctx, user, "", genMessage(i, sz)); err != nil {
+			msg := genMessage(i, sz)
+			w, err := mailstore.CRLFSize(bytes.NewReader(msg))
+			if err != nil {
+				tb.Fatal(err)
+			}
+			name := fmt.Sprintf("%d.M%dP1_%d.test,S=%d,W=%d:2,", 1600000000+i, i, i, len(msg), w)
+			if err := os.WriteFile(filepath.Join(cur, name), msg, 0o600); err != nil {
 				tb.Fatal(err)
 			}
 		}
