@@ -135,7 +135,7 @@ func compare(ctx context.Context, cfg compareConfig, stdout, stderr io.Writer) e
 	maxC := slices.Max(cfg.concurrency)
 	d := dataset{root: cfg.workdir, cfg: cfg, users: max(maxC, cfg.users)}
 	t0 := time.Now()
-	if err := d.prepare(logf); err != nil {
+	if err := d.prepare(ctx, logf); err != nil {
 		return err
 	}
 	logf("data ready in %v", time.Since(t0).Round(time.Millisecond))

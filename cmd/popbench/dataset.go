@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,7 +46,7 @@ func (d dataset) stamp() []byte {
 }
 
 // prepare builds the tree unless a matching one exists.
-func (d dataset) prepare(logf func(string, ...any)) error {
+func (d dataset) prepare(ctx context.Context, logf func(string, ...any)) error {
 	stampPath := filepath.Join(d.root, "data.stamp")
 	if old, err := os.ReadFile(stampPath); err == nil && bytes.Equal(old, d.stamp()) {
 		logf("reusing the data in %s", d.root)
@@ -66,6 +67,9 @@ func (d dataset) prepare(logf func(string, ...any)) error {
 	poolSize := max(d.cfg.messages, d.cfg.scaleMessages, d.cfg.smallMessages)
 	names := make([]string, poolSize)
 	for i := range poolSize {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("generating data: %w", err)
+		}
 		name, err := d.writePool(i, genMessage(i, d.cfg.msgSize))
 		if err != nil {
 			return err
@@ -114,6 +118,9 @@ func (d dataset) prepare(logf func(string, ...any)) error {
 		})
 	}
 	for _, u := range us {
+		if ctx.Err() != nil {
+			break
+		}
 		work <- u
 	}
 	close(work)
@@ -122,6 +129,9 @@ func (d dataset) prepare(logf func(string, ...any)) error {
 	case err := <-errc:
 		return err
 	default:
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("generating data: %w", err)
 	}
 	for _, p := range []string{d.mail(), d.pool()} {
 		if err := os.Chown(p, mailOwner, mailOwner); err != nil {
