@@ -40,6 +40,7 @@ type config struct {
 	inetd           string
 	traceDir        string
 	tls             tlsSettings // tls.go
+	eras            eraSettings // eras.go
 	demoListeners   bool        // no listener flag: the demo's listeners
 }
 
@@ -59,6 +60,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringArrayVar(&cfg.pop2Addrs, "pop2", nil, "POP2 (RFC 937) listener `ADDR` (repeatable); standard port 109")
 	fs.StringArrayVar(&cfg.pop1Addrs, "pop1", nil, "POP1 (RFC 918) listener `ADDR` (repeatable)")
 	addTLSFlags(fs, &cfg.tls)
+	addEraFlags(fs, &cfg.eras)
 	fs.StringArrayVar(&cfg.pop109Addrs, "pop109", nil, "POP1 and POP2 on one listener `ADDR`, told apart by the first command (HELO: POP2, USER: POP1); the historical port 109")
 	fs.StringVar(&cfg.storeCfg.url, "store", "memory:", "mail store `URL`: memory: (the demo maildrop), maildir:PATH, mbox:PATH (PATH may hold %u), imaps://HOST[:PORT], imap://HOST, pop3s://HOST[:PORT], pop3://HOST")
 	fs.StringVar(&cfg.storeCfg.usersFile, "users", "", "Dovecot-style passwd-file `FILE` (user:{SCHEME}secret:...); needed by maildir: and mbox:, reloaded on SIGHUP")
@@ -92,6 +94,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		cfg.demoListeners = true
 	}
 	if err := cfg.tls.validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.eras.validate(); err != nil {
 		return nil, err
 	}
 	if cfg.idleTimeout != 0 && cfg.idleTimeout < 10*time.Minute {
