@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -33,7 +34,7 @@ type frontEnd func(st mailstore.Store, log zerolog.Logger) (conformance.Handler,
 // frontEnds maps a protocol, which is also its directory under testdata,
 // to its front end. Adding a protocol is one entry here.
 func frontEnds() map[string]frontEnd {
-	return map[string]frontEnd{
+	m := map[string]frontEnd{
 		// STLS is on, so that ! starttls transcripts run (tls_test.go).
 		"pop3": pop3FrontEnd(nil),
 		"pop2": func(st mailstore.Store, log zerolog.Logger) (conformance.Handler, error) {
@@ -67,6 +68,8 @@ func frontEnds() map[string]frontEnd {
 			return d.ServeConn, nil
 		},
 	}
+	maps.Copy(m, eraFrontEnds()) // eras_test.go: POP3 profiles and quirks
+	return m
 }
 
 // backend is a store every transcript runs against. new returns a fresh,
