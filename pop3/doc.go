@@ -102,6 +102,18 @@
 //     [mailstore.ErrUnsupported] (reply "-ERR [AUTH] ...").
 //   - A bare LF in message content is sent as CRLF and an unterminated
 //     last line is terminated, although stores already serve CRLF.
-//   - LAST (RFC 1081-1460) and RPOP (RFC 1081/1225) are not offered; they
-//     are not part of RFC 1939.
+//
+// # Eras and legacy clients
+//
+// Options.Profile makes a server speak an earlier revision instead
+// ([ProfileRFC1081] ... [ProfileRFC1939]; the default [ProfileModern] is
+// everything above): exactly that RFC's commands, LAST with its era's
+// RSET rule (RFC 1081/1225 restore the session-start value, RFC 1460
+// sets 0), RPOP only with [RPOPOptions] over trusted networks, no
+// response codes before RFC 2449. Every profile keeps the rule that a
+// broken connection never commits. Options.XTND enables XTND XLST and
+// XMIT (qpopper's subcommands of RFC 1082's XTND). Options.Quirks are
+// switches for legacy clients; those that change message octets change
+// the reported sizes with them, so LIST always equals what RETR sends.
+// docs/eras.md and docs/clients.md have the tables.
 package pop3
