@@ -29,7 +29,7 @@ func newFrontEnds(cfg *config, store mailstore.Store, log zerolog.Logger) (*fron
 		AuthTimeout: cfg.authTimeout,
 		IdleTimeout: cfg.idleTimeout,
 	}
-	cfg.tls.apply(&p3opts) // STLS, plaintext policy, shared limiter
+	cfg.tls.apply(&p3opts)  // STLS, plaintext policy, shared limiter
 	cfg.eras.apply(&p3opts) // profile, quirks, XTND
 	p3, err := pop3.New(p3opts)
 	if err != nil {
