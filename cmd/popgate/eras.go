@@ -27,8 +27,8 @@ type eraSettings struct {
 
 func addEraFlags(fs *pflag.FlagSet, e *eraSettings) {
 	fs.StringVar(&e.profile, "pop3-profile", "modern", "POP3 revision to speak: modern (RFC 1939 + extensions), rfc1939, rfc1725, rfc1460, rfc1225 or rfc1081 (docs/eras.md)")
-	fs.StringVar(&e.quirks, "pop3-quirks", "", "legacy client switches `a,b,...`: "+strings.Join(pop3.QuirkNames(), ", ")+" (docs/clients.md)")
-	fs.StringSliceVar(&e.xtnd, "pop3-xtnd", nil, "XTND subcommands to offer: xlst (Message-Id list for clients without UIDL), xmit (send mail through --pop3-xmit-relay)")
+	fs.StringVar(&e.quirks, "pop3-quirks", "", "`LIST` of legacy client switches, comma-separated: "+strings.Join(pop3.QuirkNames(), ", ")+" (docs/clients.md)")
+	fs.StringSliceVar(&e.xtnd, "pop3-xtnd", nil, "XTND subcommands to offer, a `LIST` of: xlst (Message-Id list for clients without UIDL), xmit (send mail through --pop3-xmit-relay)")
 	fs.StringVar(&e.xmitRelay, "pop3-xmit-relay", "", "SMTP relay `HOST:PORT` for XTND XMIT")
 	fs.StringVar(&e.xmitDomain, "pop3-xmit-domain", "", "`DOMAIN` for XTND XMIT envelope senders of user names without @ (default: --hostname)")
 }
