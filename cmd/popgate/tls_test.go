@@ -175,6 +175,10 @@ func TestDemoCertificate(t *testing.T) {
 		t.Fatal("empty --plaintext accepted")
 	}
 	s.plaintext = "lan"
+	if err := s.validate(); err == nil {
+		t.Fatal("zero login-failure thresholds accepted")
+	}
+	s.ipFailures, s.userFailures = 3, 10
 	if err := s.validate(); err != nil {
 		t.Fatal(err)
 	}
