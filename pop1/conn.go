@@ -15,29 +15,15 @@ import (
 	"popgate/pop3/wire"
 )
 
-// ending tells the loop what to do after a command was handled.
-type ending int
-
-const (
-	keepOpen        ending = iota // read the next command
-	closeAfterReply               // flush the replies, then close
-	closeAtOnce                   // close without flushing (broken framing)
-)
-
-// lingerTimeout bounds how long a closing connection drains unread client
-// input after its last reply, so that a reset does not destroy the reply.
-const lingerTimeout = 2 * time.Second
-
 // conn is one POP1 session. It is used by one goroutine.
 type conn struct {
-	s      *Server
-	ctx    context.Context
-	cancel context.CancelFunc
-	stop   func() bool // unregisters the shutdown hook
-	wc     *wire.Conn
-	log    zerolog.Logger
-	st     state
-	errs   int
+	s    *Server
+	ctx  context.Context
+	end  func() // releases ctx and its shutdown hook
+	wc   *wire.Conn
+	log  zerolog.Logger
+	st   state
+	errs int
 
 	user string            // USER's name, until PASS
 	acct mailstore.Account // after PASS
@@ -45,63 +31,30 @@ type conn struct {
 }
 
 func (s *Server) newConn(ctx context.Context, nc net.Conn, r *bufio.Reader) *conn {
-	ctx, cancel := context.WithCancel(ctx)
-	id := s.nextID.Add(1)
-	c := &conn{
-		s:      s,
-		ctx:    ctx,
-		cancel: cancel,
-		wc:     wire.NewWithReader(nc, r, s.wireOptions()),
-		log: s.opts.Logger.With().Str("proto", "pop1").Uint64("conn", id).
-			Str("remote", remoteAddr(nc)).Logger(),
-		st: stUser,
-	}
 	// A shutdown (ctx done) closes the connection, which ends any read or
 	// write in progress; the loop then ends the session without deleting.
-	c.stop = context.AfterFunc(ctx, func() { _ = nc.Close() })
-	return c
-}
-
-func remoteAddr(nc net.Conn) string {
-	if a := nc.RemoteAddr(); a != nil {
-		return a.String()
+	ctx, end := wire.CloseOnDone(ctx, nc)
+	return &conn{
+		s:   s,
+		ctx: ctx,
+		end: end,
+		wc:  wire.NewWithReader(nc, r, s.wireOptions()),
+		log: wire.ConnLogger(s.opts.Logger, "pop1", s.ids.Next(), nc),
+		st:  stUser,
 	}
-	return ""
 }
 
 // loop reads and answers commands until the session ends. first, if not
 // nil, is a command line a dispatcher already read.
 func (c *conn) loop(first *string) {
-	for c.st != stDone {
-		var line []byte
-		if first != nil {
-			line, first = []byte(*first), nil
-			if len(line)+2 > MaxLine {
-				c.closing(&protoError{"Command line too long"}, wire.ErrLineTooLong)
-				return
-			}
-		} else {
-			var err error
-			if line, err = c.wc.ReadLine(c.idleTimeout()); err != nil {
-				c.readFailed(err)
-				return
-			}
-		}
-		end := c.dispatch(parseCommand(line))
-		if end == closeAtOnce {
-			return
-		}
-		if end == closeAfterReply || !c.wc.Pending() {
-			if err := c.wc.Flush(); err != nil {
-				c.log.Info().Err(err).Msg("client gone while writing")
-				return
-			}
-		}
-		if end == closeAfterReply {
-			c.linger()
-			return
-		}
-	}
+	c.wc.Run(first, wire.Loop{
+		Idle:       c.idleTimeout,
+		Handle:     func(line []byte) wire.Ending { return c.dispatch(parseCommand(line)) },
+		ReadFailed: c.readFailed,
+		TooLong:    func() { c.closing(&protoError{"Command line too long"}, wire.ErrLineTooLong) },
+		Closing:    c.linger,
+		Log:        &c.log,
+	})
 }
 
 func (c *conn) idleTimeout() time.Duration {
@@ -112,11 +65,11 @@ func (c *conn) idleTimeout() time.Duration {
 }
 
 // dispatch looks cmd up in the table and runs the action.
-func (c *conn) dispatch(cmd command) ending {
+func (c *conn) dispatch(cmd command) wire.Ending {
 	r := lookup(cmd.in, c.st)
 	c.log.Debug().Stringer("state", c.st).Stringer("cmd", cmd.in).Stringer("action", r.act).Msg("command")
 	var err error
-	end := keepOpen
+	end := wire.KeepOpen
 	switch r.act {
 	case actUser:
 		err = c.userCmd(cmd)
@@ -131,7 +84,7 @@ func (c *conn) dispatch(cmd command) ending {
 	case actQuit:
 		c.abort("QUIT")
 		c.ok("bye")
-		end = closeAfterReply
+		end = wire.CloseAfterReply
 	case actNoop:
 		c.ok("")
 	case actRset:
@@ -152,12 +105,12 @@ func (c *conn) dispatch(cmd command) ending {
 			if c.errs >= c.s.opts.MaxErrors {
 				c.log.Info().Int("errors", c.errs).Msg("too many errors: closing")
 				c.abort("too many errors")
-				return closeAfterReply
+				return wire.CloseAfterReply
 			}
 		}
 		return end
 	}
-	if end != closeAtOnce {
+	if end != wire.CloseAtOnce {
 		c.st = r.ok
 	}
 	return end
@@ -210,16 +163,7 @@ func (c *conn) closing(reply error, cause error) {
 // linger half-closes the connection and drains what the client still
 // sends for a short while, so that the last reply is not destroyed by a
 // reset caused by unread input.
-func (c *conn) linger() {
-	type closeWriter interface{ CloseWrite() error }
-	nc := c.wc.NetConn()
-	cw, ok := nc.(closeWriter)
-	if !ok || cw.CloseWrite() != nil {
-		return
-	}
-	_ = nc.SetReadDeadline(time.Now().Add(lingerTimeout))
-	_, _ = io.CopyN(io.Discard, c.wc.Reader(), 64*1024)
-}
+func (c *conn) linger() { c.wc.Linger(wire.DefaultLinger) }
 
 // finish ends any transaction without deleting, releases the account and
 // closes the connection.
@@ -228,8 +172,7 @@ func (c *conn) finish() {
 	if c.acct != nil {
 		_ = c.acct.Close()
 	}
-	c.stop()
-	c.cancel()
+	c.end()
 	_ = c.wc.Close()
 	c.st = stDone
 }

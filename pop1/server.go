@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"reflect"
 	"runtime/debug"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -90,8 +88,8 @@ type Options struct {
 // each connection is served by the goroutine that calls ServeConn or
 // ServeGreeted.
 type Server struct {
-	opts   Options
-	nextID atomic.Uint64
+	opts Options
+	ids  wire.ConnIDs
 }
 
 // New checks opts, fills in defaults and returns a server.
@@ -99,25 +97,13 @@ func New(opts Options) (*Server, error) {
 	if opts.Store == nil {
 		return nil, errors.New("pop1: Options.Store is required")
 	}
-	if opts.Hostname == "" {
-		h, err := os.Hostname()
-		if err != nil || h == "" {
-			h = "localhost"
-		}
-		opts.Hostname = h
+	var err error
+	if opts.Hostname, err = wire.Hostname(opts.Hostname); err != nil {
+		return nil, fmt.Errorf("pop1: %w", err)
 	}
-	if strings.ContainsAny(opts.Hostname, " \r\n") {
-		return nil, errors.New("pop1: Options.Hostname must be one word")
-	}
-	if opts.AuthTimeout <= 0 {
-		opts.AuthTimeout = DefaultAuthTimeout
-	}
-	if opts.IdleTimeout <= 0 {
-		opts.IdleTimeout = DefaultIdleTimeout
-	}
-	if opts.MaxErrors <= 0 {
-		opts.MaxErrors = DefaultMaxErrors
-	}
+	opts.AuthTimeout = wire.OrDefault(opts.AuthTimeout, DefaultAuthTimeout)
+	opts.IdleTimeout = wire.OrDefault(opts.IdleTimeout, DefaultIdleTimeout)
+	opts.MaxErrors = wire.OrDefault(opts.MaxErrors, DefaultMaxErrors)
 	if opts.Greeting == "" {
 		opts.Greeting = "+OK " + opts.Hostname + " popgate POP1 server ready"
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"popgate/mailstore"
+	"popgate/pop3/wire"
 )
 
 // errNotAllDeleted means RCVD of an RDEL transaction could not delete
@@ -128,7 +129,7 @@ func (c *conn) plan(tx *transaction) error {
 // rcev sends exactly the announced octets. Anything else (a store that
 // changed a message, a write error) closes the connection at once: RFC
 // 918's "(connection aborted)" (p.3). Nothing has been deleted then.
-func (c *conn) rcev() ending {
+func (c *conn) rcev() wire.Ending {
 	tx := c.tx
 	if c.s.opts.OKBeforeData {
 		c.ok("mail data follow")
@@ -141,16 +142,16 @@ func (c *conn) rcev() ending {
 				ev = c.log.Error()
 			}
 			ev.Err(err).Int("msg", m.n).Int64("announced", tx.total).Msg("RCEV failed mid-transfer: closing, nothing deleted")
-			return closeAtOnce
+			return wire.CloseAtOnce
 		}
 	}
 	if fw.left != 0 {
 		c.log.Error().Int64("announced", tx.total).Int64("missing", fw.left).
 			Msg("RCEV: mail data shorter than announced: closing, nothing deleted")
-		return closeAtOnce
+		return wire.CloseAtOnce
 	}
 	c.log.Debug().Int64("octets", tx.total).Msg("mail data sent")
-	return keepOpen
+	return wire.KeepOpen
 }
 
 func (c *conn) sendEntry(fw *framedWriter, m planned) error {

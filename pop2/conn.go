@@ -16,25 +16,15 @@ import (
 	"popgate/pop3/wire"
 )
 
-// ending tells the loop what to do after a command was handled.
-type ending int
-
-const (
-	keepOpen        ending = iota // read the next command
-	closeAfterReply               // flush the replies, then close
-	closeAtOnce                   // close without flushing (broken framing)
-)
-
 // conn is one POP2 session. It is used by one goroutine.
 type conn struct {
-	s      *Server
-	ctx    context.Context
-	cancel context.CancelFunc
-	stop   func() bool // unregisters the shutdown hook
-	wc     *wire.Conn
-	log    zerolog.Logger
-	st     state
-	errs   int
+	s    *Server
+	ctx  context.Context
+	end  func() // releases ctx and its shutdown hook
+	wc   *wire.Conn
+	log  zerolog.Logger
+	st   state
+	errs int
 
 	acct    mailstore.Account
 	sess    *mailstore.Session // nil before HELO and for a FOLD that found nothing
@@ -44,64 +34,30 @@ type conn struct {
 }
 
 func (s *Server) newConn(ctx context.Context, nc net.Conn, r *bufio.Reader) *conn {
-	ctx, cancel := context.WithCancel(ctx)
-	id := s.nextID.Add(1)
-	c := &conn{
-		s:      s,
-		ctx:    ctx,
-		cancel: cancel,
-		wc:     wire.NewWithReader(nc, r, s.wireOptions()),
-		log: s.opts.Logger.With().Str("proto", "pop2").Uint64("conn", id).
-			Str("remote", remoteAddr(nc)).Logger(),
+	// A shutdown (ctx done) closes the connection, which ends any read or
+	// write in progress; the loop then ends the session without a commit.
+	ctx, end := wire.CloseOnDone(ctx, nc)
+	return &conn{
+		s:   s,
+		ctx: ctx,
+		end: end,
+		wc:  wire.NewWithReader(nc, r, s.wireOptions()),
+		log: wire.ConnLogger(s.opts.Logger, "pop2", s.ids.Next(), nc),
 		st:  stLSTN,
 		cur: 1,
 	}
-	// A shutdown (ctx done) closes the connection, which ends any read or
-	// write in progress; the loop then ends the session without a commit.
-	c.stop = context.AfterFunc(ctx, func() { _ = nc.Close() })
-	return c
-}
-
-func remoteAddr(nc net.Conn) string {
-	if a := nc.RemoteAddr(); a != nil {
-		return a.String()
-	}
-	return ""
 }
 
 // loop reads and answers commands until the session ends. first, if not
 // nil, is a command line a dispatcher already read.
 func (c *conn) loop(first *string) {
-	for c.st != stDONE {
-		var line []byte
-		if first != nil {
-			line, first = []byte(*first), nil
-			if len(line)+2 > MaxLine {
-				c.fail("- Command line too long", wire.ErrLineTooLong)
-				return
-			}
-		} else {
-			var err error
-			if line, err = c.wc.ReadLine(c.idleTimeout()); err != nil {
-				c.readFailed(err)
-				return
-			}
-		}
-		cmd := parseCommand(line)
-		end := c.dispatch(cmd)
-		if end == closeAtOnce {
-			return
-		}
-		if end == closeAfterReply || !c.wc.Pending() {
-			if err := c.wc.Flush(); err != nil {
-				c.log.Info().Err(err).Msg("client gone while writing")
-				return
-			}
-		}
-		if end == closeAfterReply {
-			return
-		}
-	}
+	c.wc.Run(first, wire.Loop{
+		Idle:       c.idleTimeout,
+		Handle:     func(line []byte) wire.Ending { return c.dispatch(parseCommand(line)) },
+		ReadFailed: c.readFailed,
+		TooLong:    func() { c.fail("- Command line too long", wire.ErrLineTooLong) },
+		Log:        &c.log,
+	})
 }
 
 func (c *conn) idleTimeout() time.Duration {
@@ -112,7 +68,7 @@ func (c *conn) idleTimeout() time.Duration {
 }
 
 // dispatch runs the decision-table action for cmd in the current state.
-func (c *conn) dispatch(cmd command) ending {
+func (c *conn) dispatch(cmd command) wire.Ending {
 	act := decide(cmd.in, c.st)
 	c.log.Debug().Stringer("state", c.st).Stringer("cmd", cmd.in).Int("action", int(act)).Msg("command")
 	switch act {
@@ -135,7 +91,7 @@ func (c *conn) dispatch(cmd command) ending {
 
 // garbage is action 1: "- error", then close (or, with MaxErrors > 1,
 // stay in the same state until the limit).
-func (c *conn) garbage(cmd command) ending {
+func (c *conn) garbage(cmd command) wire.Ending {
 	text := cmd.bad
 	if text == "" {
 		text = "Bogus or out of sequence command"
@@ -144,9 +100,9 @@ func (c *conn) garbage(cmd command) ending {
 	c.log.Info().Stringer("state", c.st).Stringer("cmd", cmd.in).Str("error", text).Msg("protocol error")
 	c.wc.Line("- " + text)
 	if c.errs >= c.s.opts.MaxErrors {
-		return closeAfterReply
+		return wire.CloseAfterReply
 	}
-	return keepOpen
+	return wire.KeepOpen
 }
 
 // readFailed ends the session after a failed read: a hang-up, a timeout
@@ -187,8 +143,7 @@ func (c *conn) finish() {
 	if c.acct != nil {
 		_ = c.acct.Close()
 	}
-	c.stop()
-	c.cancel()
+	c.end()
 	_ = c.wc.Close()
 	c.st = stDONE
 }

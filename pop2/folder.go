@@ -5,17 +5,18 @@ import (
 	"strings"
 
 	"popgate/mailstore"
+	"popgate/pop3/wire"
 )
 
 // helo is action 3: authorize, then select the default mailbox. A failed
 // login is "- error" and close (RFC 937 p.7).
-func (c *conn) helo(cmd command) ending {
+func (c *conn) helo(cmd command) wire.Ending {
 	acct, err := c.s.opts.Store.Login(c.ctx, cmd.user, cmd.password)
 	if err != nil {
 		// The password is neither logged nor echoed; the store's error
 		// names the user at most.
 		c.wc.Line(c.errReply("HELO", err))
-		return closeAfterReply
+		return wire.CloseAfterReply
 	}
 	c.acct = acct
 	c.log = c.log.With().Str("user", acct.User()).Logger()
@@ -26,7 +27,7 @@ func (c *conn) helo(cmd command) ending {
 // fold is action 5: release the selected mailbox, committing its ACKD
 // marks (RFC 937 p.9), then select the named one. The reply is "#nnn",
 // not the "+NNN" of the decision table's action 5 (FLAG-937-FOLDREPLY).
-func (c *conn) fold(cmd command) ending {
+func (c *conn) fold(cmd command) wire.Ending {
 	if end, ok := c.release("FOLD"); !ok {
 		return end
 	}
@@ -37,26 +38,26 @@ func (c *conn) fold(cmd command) ending {
 		return c.empty()
 	case err != nil:
 		c.wc.Line(c.errReply("FOLD", err))
-		return closeAfterReply
+		return wire.CloseAfterReply
 	}
 	return c.open(name, "FOLD")
 }
 
 // release commits the selected mailbox, if any. ok is false when the
 // commit failed; end is then the ending to return.
-func (c *conn) release(verb string) (end ending, ok bool) {
+func (c *conn) release(verb string) (end wire.Ending, ok bool) {
 	if c.sess == nil {
-		return keepOpen, true
+		return wire.KeepOpen, true
 	}
 	sess := c.sess
 	c.sess = nil
 	n, err := sess.Commit(c.ctx)
 	if err != nil {
 		c.wc.Line(c.errReply(verb+": committing "+c.folder, err))
-		return closeAfterReply, false
+		return wire.CloseAfterReply, false
 	}
 	c.log.Info().Str("folder", c.folder).Int("deleted", n).Msg("folder released")
-	return keepOpen, true
+	return wire.KeepOpen, true
 }
 
 // resolve maps a FOLD argument to one of the account's folders: INBOX in
@@ -87,7 +88,7 @@ func unreadable(err error) bool {
 // and close, at HELO and FOLD alike: "#0" would tell the client that the
 // mailbox is empty, and RFC 937's rule is to close when anything goes
 // wrong (p.2).
-func (c *conn) open(folder, verb string) ending {
+func (c *conn) open(folder, verb string) wire.Ending {
 	c.cur, c.curSize, c.folder = 1, 0, folder
 	md, err := c.acct.Open(c.ctx, folder)
 	var sess *mailstore.Session
@@ -100,30 +101,30 @@ func (c *conn) open(folder, verb string) ending {
 		return c.empty()
 	case err != nil:
 		c.wc.Line(c.errReply(verb+" "+folder, err))
-		return closeAfterReply
+		return wire.CloseAfterReply
 	}
 	c.sess = sess
 	c.st = stMBOX
 	c.log.Debug().Str("folder", folder).Int("messages", sess.Count()).Msg("folder selected")
 	c.wc.Line(countReply(sess.Count(), folder))
-	return keepOpen
+	return wire.KeepOpen
 }
 
 // empty selects nothing and answers "#0".
-func (c *conn) empty() ending {
+func (c *conn) empty() wire.Ending {
 	c.sess, c.cur, c.curSize, c.folder = nil, 1, 0, ""
 	c.st = stMBOX
 	c.wc.Line("#0 messages")
-	return keepOpen
+	return wire.KeepOpen
 }
 
 // quit is action 4: commit the ACKD marks of the selected mailbox, answer
 // "+", and close. If the commit fails the reply is "-" instead.
-func (c *conn) quit() ending {
+func (c *conn) quit() wire.Ending {
 	if end, ok := c.release("QUIT"); !ok {
 		return end
 	}
 	c.st = stDONE
 	c.wc.Line("+ OK bye, call again sometime")
-	return closeAfterReply
+	return wire.CloseAfterReply
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"popgate/mailstore"
+	"popgate/pop3/wire"
 )
 
 // read is action 6: READ [n]. With n it sets the current message
@@ -13,13 +14,13 @@ import (
 // A message that does not exist or is marked deleted is "=0", and the
 // state is ITEM either way, as the decision table says; a RETR then
 // closes the connection.
-func (c *conn) read(cmd command) ending {
+func (c *conn) read(cmd command) wire.Ending {
 	if cmd.hasN {
 		c.cur = int(cmd.n)
 	}
 	c.announce()
 	c.st = stITEM
-	return keepOpen
+	return wire.KeepOpen
 }
 
 // announce answers "=ccc" for the current message.
@@ -36,22 +37,22 @@ func (c *conn) announce() {
 // retr is action 7: send exactly the announced octets, no terminator and
 // no dot-stuffing, and go to NEXT. With nothing to send, close without a
 // reply (RFC 937 p.8: the server "will close the connection").
-func (c *conn) retr() ending {
+func (c *conn) retr() wire.Ending {
 	if c.curSize == 0 || c.sess == nil {
 		c.log.Info().Int("msg", c.cur).Msg("RETR of a zero-length message: closing")
-		return closeAfterReply
+		return wire.CloseAfterReply
 	}
 	rc, err := c.sess.Open(c.ctx, c.cur)
 	if err != nil {
 		c.log.Warn().Err(err).Int("msg", c.cur).Msg("RETR: opening message failed: closing")
-		return closeAfterReply
+		return wire.CloseAfterReply
 	}
 	defer rc.Close()
 	// Replies to earlier pipelined commands go out first, so that a
 	// broken message below loses only its own data.
 	if err := c.wc.Flush(); err != nil {
 		c.log.Info().Err(err).Msg("client gone while writing")
-		return closeAtOnce
+		return wire.CloseAtOnce
 	}
 	if err := c.sendData(rc); err != nil {
 		ev := c.log.Info()
@@ -59,10 +60,10 @@ func (c *conn) retr() ending {
 			ev = c.log.Error()
 		}
 		ev.Err(err).Int("msg", c.cur).Int64("size", c.curSize).Msg("RETR failed mid-message: closing")
-		return closeAtOnce
+		return wire.CloseAtOnce
 	}
 	c.st = stNEXT
-	return keepOpen
+	return wire.KeepOpen
 }
 
 // sendData copies the message into the reply buffer chunk by chunk,
@@ -108,7 +109,7 @@ func (c *conn) writeChunk(b []byte) error {
 // it deleted (removed when the mailbox is released), both advance the
 // current message indicator; NACK leaves it. The reply announces the
 // (now) current message.
-func (c *conn) ack(in input) ending {
+func (c *conn) ack(in input) wire.Ending {
 	switch in {
 	case inACKS:
 		c.sess.MarkRetrieved(c.cur)
@@ -121,5 +122,5 @@ func (c *conn) ack(in input) ending {
 	}
 	c.announce()
 	c.st = stITEM
-	return keepOpen
+	return wire.KeepOpen
 }

@@ -4,10 +4,9 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"net"
-	"os"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -57,8 +56,8 @@ type Options struct {
 // Server serves POP2 (RFC 937) connections. It is safe for concurrent use;
 // each connection is served by the goroutine that calls ServeConn.
 type Server struct {
-	opts   Options
-	nextID atomic.Uint64
+	opts Options
+	ids  wire.ConnIDs
 }
 
 // New checks opts, fills in defaults and returns a server.
@@ -66,25 +65,13 @@ func New(opts Options) (*Server, error) {
 	if opts.Store == nil {
 		return nil, errors.New("pop2: Options.Store is required")
 	}
-	if opts.Hostname == "" {
-		h, err := os.Hostname()
-		if err != nil || h == "" {
-			h = "localhost"
-		}
-		opts.Hostname = h
+	var err error
+	if opts.Hostname, err = wire.Hostname(opts.Hostname); err != nil {
+		return nil, fmt.Errorf("pop2: %w", err)
 	}
-	if strings.ContainsAny(opts.Hostname, " \r\n") {
-		return nil, errors.New("pop2: Options.Hostname must be one word")
-	}
-	if opts.AuthTimeout <= 0 {
-		opts.AuthTimeout = DefaultAuthTimeout
-	}
-	if opts.IdleTimeout <= 0 {
-		opts.IdleTimeout = DefaultIdleTimeout
-	}
-	if opts.MaxErrors <= 0 {
-		opts.MaxErrors = 1
-	}
+	opts.AuthTimeout = wire.OrDefault(opts.AuthTimeout, DefaultAuthTimeout)
+	opts.IdleTimeout = wire.OrDefault(opts.IdleTimeout, DefaultIdleTimeout)
+	opts.MaxErrors = wire.OrDefault(opts.MaxErrors, 1)
 	return &Server{opts: opts}, nil
 }
 

@@ -23,12 +23,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"reflect"
 	"runtime/debug"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -45,9 +43,6 @@ const DefaultFirstLineTimeout = 3 * time.Minute
 // MaxLine is the longest first line accepted, CRLF included (RFC 937's
 // limit, which both front ends apply).
 const MaxLine = 512
-
-// lingerTimeout bounds the drain of unread input before a close.
-const lingerTimeout = 2 * time.Second
 
 // Options configures a [Dispatcher].
 type Options struct {
@@ -75,8 +70,8 @@ type Options struct {
 // Dispatcher greets port 109 connections and hands each to POP1 or POP2.
 // It is safe for concurrent use.
 type Dispatcher struct {
-	opts   Options
-	nextID atomic.Uint64
+	opts Options
+	ids  wire.ConnIDs
 }
 
 // New checks opts and returns a dispatcher.
@@ -147,8 +142,7 @@ func classify(line []byte) route {
 // answers and closes it. It blocks until the session ends and closes
 // conn before returning.
 func (d *Dispatcher) ServeConn(ctx context.Context, conn net.Conn) {
-	id := d.nextID.Add(1)
-	log := d.opts.Logger.With().Str("proto", "pop109").Uint64("conn", id).Str("remote", remoteAddr(conn)).Logger()
+	log := wire.ConnLogger(d.opts.Logger, "pop109", d.ids.Next(), conn)
 	handedOver := false
 	defer func() {
 		if r := recover(); r != nil {
@@ -219,17 +213,5 @@ func (d *Dispatcher) last(wc *wire.Conn, line string) {
 	if wc.Flush() != nil {
 		return
 	}
-	type closeWriter interface{ CloseWrite() error }
-	nc := wc.NetConn()
-	if cw, ok := nc.(closeWriter); ok && cw.CloseWrite() == nil {
-		_ = nc.SetReadDeadline(time.Now().Add(lingerTimeout))
-		_, _ = io.CopyN(io.Discard, wc.Reader(), 64*1024)
-	}
-}
-
-func remoteAddr(nc net.Conn) string {
-	if a := nc.RemoteAddr(); a != nil {
-		return a.String()
-	}
-	return ""
+	wc.Linger(wire.DefaultLinger)
 }
