@@ -15,15 +15,14 @@
 package pop1client
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"strconv"
 	"strings"
 	"time"
+
+	"popgate/pop3/wire"
 )
 
 // ReplyError is a reply the client did not expect: a "-" reply, or a
@@ -47,9 +46,7 @@ const maxReply = 512
 
 // Client is one POP1 session.
 type Client struct {
-	conn net.Conn
-	r    *bufio.Reader
-	w    *bufio.Writer
+	lc *wire.ClientConn
 	// Greeting is the server's greeting line, without its CRLF.
 	Greeting string
 	// Timeout bounds each reply (and each 32 KiB of mail data); zero means
@@ -62,29 +59,17 @@ type Client struct {
 
 // Dial connects to addr and reads the greeting.
 func Dial(ctx context.Context, addr string) (*Client, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("pop1client: dial: %w", err)
-	}
-	c, err := NewClient(conn)
-	if err != nil {
-		_ = conn.Close()
-		return nil, err
-	}
-	return c, nil
+	return wire.DialClient(ctx, addr, "pop1client", NewClient)
 }
 
 // NewClient starts a session on conn: it reads the greeting and checks
 // that it starts with "+". On error the caller still owns conn.
 func NewClient(conn net.Conn) (*Client, error) {
-	c := &Client{conn: conn, r: bufio.NewReader(conn), w: bufio.NewWriter(conn)}
-	line, err := c.readLine()
+	c := &Client{}
+	c.lc = wire.NewClientConn(conn, "pop1client", maxReply, c.timeout)
+	line, err := c.lc.Greeting(ErrBadGreeting)
 	if err != nil {
-		return nil, fmt.Errorf("pop1client: reading greeting: %w", err)
-	}
-	if !strings.HasPrefix(line, "+") {
-		return nil, fmt.Errorf("%w: %q", ErrBadGreeting, line)
+		return nil, err
 	}
 	c.Greeting = line
 	return c, nil
@@ -115,7 +100,7 @@ func (c *Client) Rdel(mailbox string) (int64, error) { return c.size("RDEL", mai
 // Rcev asks for the mail data and reads exactly size octets, the size
 // Retr or Rdel returned.
 func (c *Client) Rcev(size int64) ([]byte, error) {
-	if err := c.send("RCEV"); err != nil {
+	if err := c.lc.Send("RCEV"); err != nil {
 		return nil, err
 	}
 	if c.OKBeforeData {
@@ -123,7 +108,7 @@ func (c *Client) Rcev(size int64) ([]byte, error) {
 			return nil, err
 		}
 	}
-	return c.readData(size)
+	return c.lc.ReadData("RCEV", size)
 }
 
 // Rcvd confirms receipt: it ends the transaction (and, after Rdel,
@@ -138,12 +123,12 @@ func (c *Client) Noop() error { return c.okCmd("NOOP", "NOOP") }
 
 // Quit ends the session and closes the connection.
 func (c *Client) Quit() error {
-	defer c.conn.Close()
+	defer c.lc.Close()
 	return c.okCmd("QUIT", "QUIT")
 }
 
 // Close closes the connection without QUIT: a hang-up.
-func (c *Client) Close() error { return c.conn.Close() }
+func (c *Client) Close() error { return c.lc.Close() }
 
 // Fetch runs one whole transaction on mailbox: RETR (or RDEL if del),
 // RCEV, RCVD. It returns the mail data split into messages.
@@ -173,14 +158,14 @@ func (c *Client) Fetch(mailbox string, del bool) ([]Message, error) {
 }
 
 func (c *Client) okCmd(verb, line string) error {
-	if err := c.send(line); err != nil {
+	if err := c.lc.Send(line); err != nil {
 		return err
 	}
 	return c.expectOK(verb)
 }
 
 func (c *Client) expectOK(verb string) error {
-	line, err := c.readLine()
+	line, err := c.lc.ReadLine()
 	if err != nil {
 		return fmt.Errorf("pop1client: %s: %w", verb, err)
 	}
@@ -196,76 +181,18 @@ func (c *Client) size(verb, mailbox string) (int64, error) {
 	if mailbox != "" {
 		line += " " + mailbox
 	}
-	if err := c.send(line); err != nil {
+	if err := c.lc.Send(line); err != nil {
 		return 0, err
 	}
-	reply, err := c.readLine()
+	reply, err := c.lc.ReadLine()
 	if err != nil {
 		return 0, fmt.Errorf("pop1client: %s: %w", verb, err)
 	}
-	if len(reply) < 2 || reply[0] != '#' {
-		return 0, &ReplyError{Command: verb, Line: reply}
-	}
-	digits, _, _ := strings.Cut(reply[1:], " ")
-	n, err := strconv.ParseInt(digits, 10, 64)
-	if err != nil || n < 0 {
+	n, ok := wire.ParseNumber(reply, '#')
+	if !ok {
 		return 0, &ReplyError{Command: verb, Line: reply}
 	}
 	return n, nil
 }
 
-func (c *Client) send(line string) error {
-	_ = c.conn.SetWriteDeadline(time.Now().Add(c.timeout()))
-	if _, err := c.w.WriteString(line + "\r\n"); err != nil {
-		return fmt.Errorf("pop1client: sending %s: %w", strings.Fields(line + " ")[0], err)
-	}
-	if err := c.w.Flush(); err != nil {
-		return fmt.Errorf("pop1client: sending: %w", err)
-	}
-	return nil
-}
-
-func (c *Client) timeout() time.Duration {
-	if c.Timeout > 0 {
-		return c.Timeout
-	}
-	return 30 * time.Second
-}
-
-// readLine reads one reply line of at most maxReply octets.
-func (c *Client) readLine() (string, error) {
-	_ = c.conn.SetReadDeadline(time.Now().Add(c.timeout()))
-	var b []byte
-	for {
-		chunk, isPrefix, err := c.r.ReadLine()
-		if err != nil {
-			return "", err
-		}
-		b = append(b, chunk...)
-		if len(b) > maxReply {
-			return "", errors.New("pop1client: reply line too long")
-		}
-		if !isPrefix {
-			return string(b), nil
-		}
-	}
-}
-
-// readData reads exactly size octets of mail data.
-func (c *Client) readData(size int64) ([]byte, error) {
-	buf := make([]byte, 0, min(size, 1<<20))
-	chunk := make([]byte, 32*1024)
-	for left := size; left > 0; {
-		_ = c.conn.SetReadDeadline(time.Now().Add(c.timeout()))
-		n, err := c.r.Read(chunk[:min(left, int64(len(chunk)))])
-		buf = append(buf, chunk[:n]...)
-		left -= int64(n)
-		if err != nil && left > 0 {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return buf, fmt.Errorf("pop1client: RCEV: %d of %d octets: %w", size-left, size, err)
-		}
-	}
-	return buf, nil
-}
+func (c *Client) timeout() time.Duration { return c.Timeout }

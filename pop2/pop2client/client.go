@@ -15,15 +15,15 @@
 package pop2client
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
 	"strings"
 	"time"
+
+	"popgate/pop3/wire"
 )
 
 // ReplyError is a reply the client did not expect: a "-" reply, or a
@@ -44,9 +44,7 @@ var ErrBadGreeting = errors.New("pop2client: greeting does not start with '+'")
 
 // Client is one POP2 session.
 type Client struct {
-	conn net.Conn
-	r    *bufio.Reader
-	w    *bufio.Writer
+	lc *wire.ClientConn
 	// Greeting is the server's greeting line, without its CRLF.
 	Greeting string
 	// Timeout bounds each reply (and each 32 KiB of message data); zero
@@ -56,29 +54,18 @@ type Client struct {
 
 // Dial connects to addr and reads the greeting.
 func Dial(ctx context.Context, addr string) (*Client, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("pop2client: dial: %w", err)
-	}
-	c, err := NewClient(conn)
-	if err != nil {
-		_ = conn.Close()
-		return nil, err
-	}
-	return c, nil
+	return wire.DialClient(ctx, addr, "pop2client", NewClient)
 }
 
 // NewClient starts a session on conn: it reads the greeting and checks
 // that it starts with "+". On error the caller still owns conn.
 func NewClient(conn net.Conn) (*Client, error) {
-	c := &Client{conn: conn, r: bufio.NewReader(conn), w: bufio.NewWriter(conn)}
-	line, err := c.readLine()
+	c := &Client{}
+	// A reply line is at most 512 octets (RFC 937 p.12).
+	c.lc = wire.NewClientConn(conn, "pop2client", 512, c.timeout)
+	line, err := c.lc.Greeting(ErrBadGreeting)
 	if err != nil {
-		return nil, fmt.Errorf("pop2client: reading greeting: %w", err)
-	}
-	if !strings.HasPrefix(line, "+") {
-		return nil, fmt.Errorf("%w: %q", ErrBadGreeting, line)
+		return nil, err
 	}
 	c.Greeting = line
 	return c, nil
@@ -117,10 +104,10 @@ func (c *Client) Retr(size int64) ([]byte, error) {
 	if size <= 0 {
 		return nil, errors.New("pop2client: RETR of a zero-length message closes the connection")
 	}
-	if err := c.send("RETR"); err != nil {
+	if err := c.lc.Send("RETR"); err != nil {
 		return nil, err
 	}
-	return c.readData(size)
+	return c.lc.ReadData("RETR", size)
 }
 
 // Acks acknowledges and keeps the message; it returns the size of the
@@ -136,11 +123,11 @@ func (c *Client) Nack() (int64, error) { return c.length("NACK", "NACK") }
 
 // Quit ends the session and closes the connection.
 func (c *Client) Quit() error {
-	defer c.conn.Close()
-	if err := c.send("QUIT"); err != nil {
+	defer c.lc.Close()
+	if err := c.lc.Send("QUIT"); err != nil {
 		return err
 	}
-	line, err := c.readLine()
+	line, err := c.lc.ReadLine()
 	if err != nil {
 		return fmt.Errorf("pop2client: QUIT: %w", err)
 	}
@@ -151,10 +138,10 @@ func (c *Client) Quit() error {
 }
 
 // Close closes the connection without QUIT: a hang-up.
-func (c *Client) Close() error { return c.conn.Close() }
+func (c *Client) Close() error { return c.lc.Close() }
 
 func (c *Client) count(verb, line string) (int, error) {
-	if err := c.send(line); err != nil {
+	if err := c.lc.Send(line); err != nil {
 		return 0, err
 	}
 	n, err := c.number(verb, '#')
@@ -162,93 +149,24 @@ func (c *Client) count(verb, line string) (int, error) {
 }
 
 func (c *Client) length(verb, line string) (int64, error) {
-	if err := c.send(line); err != nil {
+	if err := c.lc.Send(line); err != nil {
 		return 0, err
 	}
 	return c.number(verb, '=')
 }
 
-func (c *Client) send(line string) error {
-	if err := c.write(line); err != nil {
-		return err
-	}
-	return c.flush()
-}
-
-func (c *Client) write(line string) error {
-	if _, err := c.w.WriteString(line + "\r\n"); err != nil {
-		return fmt.Errorf("pop2client: sending %s: %w", strings.Fields(line + " ")[0], err)
-	}
-	return nil
-}
-
-func (c *Client) flush() error {
-	_ = c.conn.SetWriteDeadline(time.Now().Add(c.timeout()))
-	if err := c.w.Flush(); err != nil {
-		return fmt.Errorf("pop2client: sending: %w", err)
-	}
-	return nil
-}
-
 // number reads a reply that must start with kind ('#' or '=') followed by
 // a decimal number.
 func (c *Client) number(verb string, kind byte) (int64, error) {
-	line, err := c.readLine()
+	line, err := c.lc.ReadLine()
 	if err != nil {
 		return 0, fmt.Errorf("pop2client: %s: %w", verb, err)
 	}
-	if len(line) < 2 || line[0] != kind {
-		return 0, &ReplyError{Command: verb, Line: line}
-	}
-	digits, _, _ := strings.Cut(line[1:], " ")
-	n, err := strconv.ParseInt(digits, 10, 64)
-	if err != nil || n < 0 {
+	n, ok := wire.ParseNumber(line, kind)
+	if !ok {
 		return 0, &ReplyError{Command: verb, Line: line}
 	}
 	return n, nil
 }
 
-func (c *Client) timeout() time.Duration {
-	if c.Timeout > 0 {
-		return c.Timeout
-	}
-	return 30 * time.Second
-}
-
-// readLine reads one reply line (at most 512 octets, RFC 937 p.12).
-func (c *Client) readLine() (string, error) {
-	_ = c.conn.SetReadDeadline(time.Now().Add(c.timeout()))
-	var b []byte
-	for {
-		chunk, isPrefix, err := c.r.ReadLine()
-		if err != nil {
-			return "", err
-		}
-		b = append(b, chunk...)
-		if len(b) > 512 {
-			return "", errors.New("pop2client: reply line too long")
-		}
-		if !isPrefix {
-			return string(b), nil
-		}
-	}
-}
-
-// readData reads exactly size octets of message data.
-func (c *Client) readData(size int64) ([]byte, error) {
-	buf := make([]byte, 0, min(size, 1<<20))
-	chunk := make([]byte, 32*1024)
-	for left := size; left > 0; {
-		_ = c.conn.SetReadDeadline(time.Now().Add(c.timeout()))
-		n, err := c.r.Read(chunk[:min(left, int64(len(chunk)))])
-		buf = append(buf, chunk[:n]...)
-		left -= int64(n)
-		if err != nil && left > 0 {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return buf, fmt.Errorf("pop2client: RETR: %d of %d octets: %w", size-left, size, err)
-		}
-	}
-	return buf, nil
-}
+func (c *Client) timeout() time.Duration { return c.Timeout }

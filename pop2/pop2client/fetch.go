@@ -85,13 +85,13 @@ func (c *Client) fetchPipelined(count int, ack string, depth int) ([]Message, er
 			if s.verb == "READ" {
 				line += " " + strconv.Itoa(s.n)
 			}
-			if err := c.write(line); err != nil {
+			if err := c.lc.Write(line); err != nil {
 				return out, err
 			}
 			inFlight = append(inFlight, s)
 			sent++
 		}
-		if err := c.flush(); err != nil {
+		if err := c.lc.Flush(); err != nil {
 			return out, err
 		}
 		s := inFlight[0]
@@ -106,7 +106,7 @@ func (c *Client) fetchPipelined(count int, ack string, depth int) ([]Message, er
 				return out, fmt.Errorf("pop2client: message %d announced as =0 with RETR already sent", s.n)
 			}
 		case "RETR":
-			data, err := c.readData(size)
+			data, err := c.lc.ReadData("RETR", size)
 			if err != nil {
 				return out, err
 			}
