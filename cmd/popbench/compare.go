@@ -466,7 +466,13 @@ func waitReady(ctx context.Context, s *server) error {
 	}
 }
 
+// startProcess starts argv with its output in logPath. It starts nothing
+// once ctx is cancelled, so that an interrupted compare leaves no server
+// behind.
 func startProcess(ctx context.Context, name, logPath string, argv ...string) (*exec.Cmd, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("%s log: %w", name, err)
@@ -478,7 +484,7 @@ func startProcess(ctx context.Context, name, logPath string, argv ...string) (*e
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	_ = logf.Close()
-	return cmd, ctx.Err()
+	return cmd, nil
 }
 
 func startPopgate(ctx context.Context, bin string, d dataset) (*server, error) {
