@@ -74,18 +74,18 @@ func TestNormalScenario(t *testing.T) {
 	m := fredStore(t)
 	addr := serve(t, Options{Store: m.st})
 	r := dialRaw(t, addr)
-	r.send("USER fred")
-	r.expect("+OK")
-	r.send("PASS secret")
-	r.expect("+OK")
-	r.send("RDEL fred")
-	line := r.expect("#")
+	r.Send("USER fred")
+	r.Expect("+OK")
+	r.Send("PASS secret")
+	r.Expect("+OK")
+	r.Send("RDEL fred")
+	line := r.Expect("#")
 	size, err := strconv.ParseInt(strings.Fields(line[1:])[0], 10, 64)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.send("RCEV")
-	data := r.data(size)
+	r.Send("RCEV")
+	data := r.Data(size)
 	msgs, err := pop1client.Split(data)
 	if err != nil {
 		t.Fatal(err)
@@ -94,14 +94,14 @@ func TestNormalScenario(t *testing.T) {
 	if msgs[0].Separator != "From postmaster@isi.example Mon Oct  1 16:00:00 1984" {
 		t.Errorf("separator %q", msgs[0].Separator)
 	}
-	r.send("RCVD")
-	r.expect("+OK")
+	r.Send("RCVD")
+	r.Expect("+OK")
 	if got := m.inbox(t); len(got) != 0 {
 		t.Errorf("RDEL+RCVD left %d messages", len(got))
 	}
-	r.send("QUIT")
-	r.expect("+OK")
-	r.expectClose()
+	r.Send("QUIT")
+	r.Expect("+OK")
+	r.ExpectClose()
 }
 
 func TestRetrKeepsThenReconnect(t *testing.T) {
@@ -235,11 +235,11 @@ func TestLockedMailbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := dialRaw(t, addr)
-	r.send("USER fred", "PASS secret", "RETR", "NOOP")
-	r.expect("+OK")
-	r.expect("+OK")
-	r.expectLine("-ERR [IN-USE] Mailbox is in use by another session")
-	r.expect("+OK")
+	r.Send("USER fred", "PASS secret", "RETR", "NOOP")
+	r.Expect("+OK")
+	r.Expect("+OK")
+	r.ExpectLine("-ERR [IN-USE] Mailbox is in use by another session")
+	r.Expect("+OK")
 	if err := c.Quit(); err != nil {
 		t.Fatal(err)
 	}
@@ -247,72 +247,72 @@ func TestLockedMailbox(t *testing.T) {
 		t.Fatalf("QUIT inside an RDEL transaction left %d messages, want 2", len(got))
 	}
 	// The lock is gone after the QUIT: the second session gets the mail.
-	r.send("RETR")
-	r.expect("#")
+	r.Send("RETR")
+	r.Expect("#")
 }
 
 func TestEmptyMailbox(t *testing.T) {
 	st := newStore(t, "fred", "secret", nil)
 	r := dialRaw(t, serve(t, Options{Store: st}))
-	r.send("USER fred", "PASS secret", "RDEL", "RCEV", "RCVD", "QUIT")
-	r.expect("+OK")
-	r.expect("+OK")
-	r.expectLine("#0 characters in INBOX (0 messages)")
-	r.expect("+OK 0 messages deleted")
-	r.expect("+OK")
-	r.expectClose()
+	r.Send("USER fred", "PASS secret", "RDEL", "RCEV", "RCVD", "QUIT")
+	r.Expect("+OK")
+	r.Expect("+OK")
+	r.ExpectLine("#0 characters in INBOX (0 messages)")
+	r.Expect("+OK 0 messages deleted")
+	r.Expect("+OK")
+	r.ExpectClose()
 }
 
 func TestOutOfSequence(t *testing.T) {
 	m := fredStore(t)
 	r := dialRaw(t, serve(t, Options{Store: m.st, MaxErrors: 100}))
-	r.send("PASS secret", "RETR", "NOOP", "RSET", "RCEV", "RCVD", "STAT")
-	r.expectLine("-ERR Send USER first")
+	r.Send("PASS secret", "RETR", "NOOP", "RSET", "RCEV", "RCVD", "STAT")
+	r.ExpectLine("-ERR Send USER first")
 	for i := 0; i < 5; i++ {
-		r.expectLine("-ERR Log in first with USER and PASS")
+		r.ExpectLine("-ERR Log in first with USER and PASS")
 	}
-	r.expectLine("-ERR Unknown command (this server speaks POP1, RFC 918)")
-	r.send("user fred", "pass wrong", "PASS secret")
-	r.expect("+OK")
-	r.expectLine("-ERR Invalid user name or password")
-	r.expectLine("-ERR Send USER first")
-	r.send("USER fred", "USER fred", "PASS secret", "RCEV", "RCVD", "USER x")
-	r.expect("+OK")
-	r.expect("+OK")
-	r.expect("+OK")
-	r.expectLine("-ERR RCEV not valid now: start a transaction with RETR or RDEL")
-	r.expectLine("-ERR RCVD not valid now: start a transaction with RETR or RDEL")
-	r.expectLine("-ERR USER not valid now: start a transaction with RETR or RDEL")
-	r.send("retr", "RCVD", "RDEL", "recv")
-	r.expect("#")
-	r.expectLine("-ERR RCVD not valid now: send RCEV or RSET")
-	r.expectLine("-ERR RDEL not valid now: send RCEV or RSET")
+	r.ExpectLine("-ERR Unknown command (this server speaks POP1, RFC 918)")
+	r.Send("user fred", "pass wrong", "PASS secret")
+	r.Expect("+OK")
+	r.ExpectLine("-ERR Invalid user name or password")
+	r.ExpectLine("-ERR Send USER first")
+	r.Send("USER fred", "USER fred", "PASS secret", "RCEV", "RCVD", "USER x")
+	r.Expect("+OK")
+	r.Expect("+OK")
+	r.Expect("+OK")
+	r.ExpectLine("-ERR RCEV not valid now: start a transaction with RETR or RDEL")
+	r.ExpectLine("-ERR RCVD not valid now: start a transaction with RETR or RDEL")
+	r.ExpectLine("-ERR USER not valid now: start a transaction with RETR or RDEL")
+	r.Send("retr", "RCVD", "RDEL", "recv")
+	r.Expect("#")
+	r.ExpectLine("-ERR RCVD not valid now: send RCEV or RSET")
+	r.ExpectLine("-ERR RDEL not valid now: send RCEV or RSET")
 	// RECV, the Diagram's spelling, sends the data.
-	r.expect("From ")
+	r.Expect("From ")
 }
 
 func TestMaxErrors(t *testing.T) {
 	m := fredStore(t)
 	r := dialRaw(t, serve(t, Options{Store: m.st, MaxErrors: 2}))
-	r.send("STAT", "LIST")
-	r.expect("-ERR")
-	r.expect("-ERR")
-	r.expectClose()
+	r.Send("STAT", "LIST")
+	r.Expect("-ERR")
+	r.Expect("-ERR")
+	r.ExpectClose()
 }
 
 func TestLongLine(t *testing.T) {
 	m := fredStore(t)
 	r := dialRaw(t, serve(t, Options{Store: m.st}))
-	r.send("USER " + strings.Repeat("x", 600))
-	r.expectLine("-ERR Command line too long")
-	r.expectClose()
+	r.Send("USER " + strings.Repeat("x", 600))
+	r.ExpectLine("-ERR Command line too long")
+	r.ExpectClose()
 }
 
 func TestAutologout(t *testing.T) {
 	m := fredStore(t)
 	r := dialRaw(t, serve(t, Options{Store: m.st, AuthTimeout: 100 * time.Millisecond}))
-	r.expectLine("-ERR Autologout; idle for too long")
-	r.expectClose()
+	r.ExpectLine("-ERR Autologout; idle for too long")
+	r.ExpectClose()
 }
 
 // TestPipelined sends a whole session in one write: the replies come in
@@ -320,24 +320,24 @@ func TestAutologout(t *testing.T) {
 func TestPipelined(t *testing.T) {
 	m := fredStore(t)
 	r := dialRaw(t, serve(t, Options{Store: m.st}))
-	r.send("USER fred", "PASS secret", "RETR INBOX", "RCEV", "RCVD", "NOOP", "RDEL", "RCEV", "RCVD", "QUIT")
-	r.expect("+OK")
-	r.expect("+OK")
+	r.Send("USER fred", "PASS secret", "RETR INBOX", "RCEV", "RCVD", "NOOP", "RDEL", "RCEV", "RCVD", "QUIT")
+	r.Expect("+OK")
+	r.Expect("+OK")
 	for i := 0; i < 2; i++ {
-		line := r.expect("#")
+		line := r.Expect("#")
 		size, _ := strconv.ParseInt(strings.Fields(line[1:])[0], 10, 64)
-		msgs, err := pop1client.Split(r.data(size))
+		msgs, err := pop1client.Split(r.Data(size))
 		if err != nil {
 			t.Fatal(err)
 		}
 		sameMessages(t, msgs, crlf(fredMsgs))
-		r.expect("+OK")
+		r.Expect("+OK")
 		if i == 0 {
-			r.expect("+OK")
+			r.Expect("+OK")
 		}
 	}
-	r.expect("+OK")
-	r.expectClose()
+	r.Expect("+OK")
+	r.ExpectClose()
 	if got := m.inbox(t); len(got) != 0 {
 		t.Fatalf("left %d messages", len(got))
 	}
@@ -381,12 +381,12 @@ func TestReplyStyles(t *testing.T) {
 	m := fredStore(t)
 	addr := serve(t, Options{Store: m.st, Greeting: "+OK", ErrorWord: "-Error", BareReplies: true, OKBeforeData: true})
 	r := dialRaw(t, addr) // checks "+OK" (here the whole greeting)
-	r.send("USER fred", "PASS nope", "USER fred", "PASS secret", "RETR")
-	r.expectLine("+OK")
-	r.expectLine("-Error")
-	r.expectLine("+OK")
-	r.expectLine("+OK")
-	line := r.expect("#")
+	r.Send("USER fred", "PASS nope", "USER fred", "PASS secret", "RETR")
+	r.ExpectLine("+OK")
+	r.ExpectLine("-Error")
+	r.ExpectLine("+OK")
+	r.ExpectLine("+OK")
+	line := r.Expect("#")
 	if strings.Contains(line, " ") {
 		t.Fatalf("bare #xxx reply %q", line)
 	}
@@ -398,8 +398,8 @@ func TestReplyStyles(t *testing.T) {
 	if c.Greeting != "+OK" {
 		t.Errorf("greeting %q", c.Greeting)
 	}
-	r.send("QUIT")
-	r.expectLine("+OK")
+	r.Send("QUIT")
+	r.ExpectLine("+OK")
 	c.OKBeforeData = true
 	if err := c.Login("fred", "secret"); err != nil {
 		t.Fatal(err)
@@ -438,11 +438,11 @@ func TestPasswordNeverLogged(t *testing.T) {
 	var buf syncBuffer
 	addr := serve(t, Options{Store: m.st, Logger: zerolog.New(&buf).Level(zerolog.DebugLevel)})
 	r := dialRaw(t, addr)
-	r.send("USER fred", "PASS hunter2-wrong", "USER fred", "PASS secret", "QUIT")
+	r.Send("USER fred", "PASS hunter2-wrong", "USER fred", "PASS secret", "QUIT")
 	for i := 0; i < 5; i++ {
-		r.expect("")
+		r.Expect("")
 	}
-	r.expectClose()
+	r.ExpectClose()
 	time.Sleep(50 * time.Millisecond)
 	logs := buf.String()
 	if !strings.Contains(logs, `"proto":"pop1"`) || !strings.Contains(logs, "logged in") {
@@ -481,10 +481,10 @@ func (panicStore) Login(context.Context, string, string) (mailstore.Account, err
 
 func TestPanicRecovered(t *testing.T) {
 	r := dialRaw(t, serve(t, Options{Store: panicStore{}}))
-	r.send("USER fred")
-	r.expect("+OK")
-	r.send("PASS x")
-	r.expectClose()
+	r.Send("USER fred")
+	r.Expect("+OK")
+	r.Send("PASS x")
+	r.ExpectClose()
 }
 
 // flipStore serves every message with "From " lines disguised as "Xrom "
@@ -548,13 +548,13 @@ func TestChangedMessageClosesConnection(t *testing.T) {
 	base := newStore(t, "fred", "secret", map[string][]string{"INBOX": {"Subject: x\n\nFrom a body line that is quoted the first time\n"}})
 	st := &flipStore{Store: base}
 	r := dialRaw(t, serve(t, Options{Store: st}))
-	r.send("USER fred", "PASS secret", "RDEL")
-	r.expect("+OK")
-	r.expect("+OK")
-	line := r.expect("#")
+	r.Send("USER fred", "PASS secret", "RDEL")
+	r.Expect("+OK")
+	r.Expect("+OK")
+	line := r.Expect("#")
 	size, _ := strconv.ParseInt(strings.Fields(line[1:])[0], 10, 64)
-	r.send("RCEV")
-	_ = r.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	r.Send("RCEV")
+	_ = r.Conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	got := make([]byte, size+100)
 	n, _ := readAll(r, got)
 	if int64(n) > size {
@@ -571,7 +571,7 @@ func TestChangedMessageClosesConnection(t *testing.T) {
 func readAll(r *raw, buf []byte) (int, error) {
 	n := 0
 	for n < len(buf) {
-		k, err := r.r.Read(buf[n:])
+		k, err := r.R.Read(buf[n:])
 		n += k
 		if err != nil {
 			return n, err

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"popgate/mailstore"
+	"popgate/pop3/wire/wiretest"
 )
 
 // lyingStore announces sizes off by delta: a backend bug that a
@@ -61,11 +62,11 @@ func TestSizeMismatchCloses(t *testing.T) {
 			opts.Store = lyingStore{opts.Store, delta}
 			opts.Logger = zerolog.New(zerolog.NewTestWriter(t))
 			r := dialRaw(t, serve(t, opts))
-			r.send("HELO fred secret", "READ 1", "RETR")
-			r.expect("#3 ")
-			announced := r.expect("=" + strconv.FormatInt(19+delta, 10) + " ")
-			rest, err := io.ReadAll(r.r)
-			if err != nil && !isReset(err) {
+			r.Send("HELO fred secret", "READ 1", "RETR")
+			r.Expect("#3 ")
+			announced := r.Expect("=" + strconv.FormatInt(19+delta, 10) + " ")
+			rest, err := io.ReadAll(r.R)
+			if err != nil && !wiretest.IsReset(err) {
 				t.Fatalf("after %q: %v", announced, err)
 			}
 			if int64(len(rest)) >= 19+delta {
@@ -104,11 +105,11 @@ func bigMismatch(t *testing.T, delta int64) {
 	st := newStore(t, "fred", "secret", map[string][]string{"INBOX": {body}})
 	r := dialRaw(t, serve(t, Options{Store: lyingStore{st, delta}}))
 	want := 100*1024 + delta
-	r.send("HELO fred secret", "READ 1", "RETR")
-	r.expect("#1 ")
-	r.expect("=" + strconv.FormatInt(want, 10) + " ")
-	rest, err := io.ReadAll(r.r)
-	if err != nil && !isReset(err) {
+	r.Send("HELO fred secret", "READ 1", "RETR")
+	r.Expect("#1 ")
+	r.Expect("=" + strconv.FormatInt(want, 10) + " ")
+	rest, err := io.ReadAll(r.R)
+	if err != nil && !wiretest.IsReset(err) {
 		t.Fatal(err)
 	}
 	if int64(len(rest)) >= want {

@@ -3,12 +3,12 @@ package pop2
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 
 	"popgate/pop2/pop2client"
 	"popgate/pop3"
+	"popgate/pop3/wire/wiretest"
 )
 
 // TestSameMailboxThroughPOP3 reads a mailbox through POP2, deletes one
@@ -50,47 +50,30 @@ func TestSameMailboxThroughPOP3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		conn, err := ln.Accept()
-		if err == nil {
-			p3.ServeConn(context.Background(), conn)
-		}
-	}()
-	r := dialPOP3(t, ln.Addr().String())
-	r.send("USER fred")
-	r.expect("+OK")
-	r.send("PASS secret")
-	r.expect("+OK")
-	r.send("STAT")
-	if got, want := r.expect("+OK"), fmt.Sprintf("+OK 2 %d", sizes[0]+sizes[2]); !strings.HasPrefix(got, want) {
+	r := dialPOP3(t, wiretest.Serve(t, p3.ServeConn))
+	r.Send("USER fred")
+	r.Expect("+OK")
+	r.Send("PASS secret")
+	r.Expect("+OK")
+	r.Send("STAT")
+	if got, want := r.Expect("+OK"), fmt.Sprintf("+OK 2 %d", sizes[0]+sizes[2]); !strings.HasPrefix(got, want) {
 		t.Errorf("STAT = %q, want %q (POP2 sizes %v less message 2)", got, want, sizes)
 	}
-	r.send("LIST")
-	r.expect("+OK")
+	r.Send("LIST")
+	r.Expect("+OK")
 	for i, want := range []int64{sizes[0], sizes[2]} {
-		if got := r.expect(""); got != fmt.Sprintf("%d %d", i+1, want) {
+		if got := r.Expect(""); got != fmt.Sprintf("%d %d", i+1, want) {
 			t.Errorf("LIST line %q, want %d %d", got, i+1, want)
 		}
 	}
-	r.expect(".")
-	r.send("QUIT")
-	r.expect("+OK")
+	r.Expect(".")
+	r.Send("QUIT")
+	r.Expect("+OK")
 }
 
 func dialPOP3(t *testing.T, addr string) *raw {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	r := &raw{t: t, conn: c}
-	r.r = newReader(c)
-	r.expect("+OK")
+	r := wiretest.Dial(t, addr)
+	r.Expect("+OK")
 	return r
 }

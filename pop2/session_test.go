@@ -21,33 +21,33 @@ func fredStore(t *testing.T) (Options, func() []int64) {
 func TestGreetingAndQuitInAuth(t *testing.T) {
 	opts, _ := fredStore(t)
 	r := dialRaw(t, serve(t, opts))
-	r.send("QUIT")
-	r.expect("+ ")
-	r.expectClose()
+	r.Send("QUIT")
+	r.Expect("+ ")
+	r.ExpectClose()
 }
 
 func TestLowerCaseAndQuoting(t *testing.T) {
 	st := newStore(t, `j smith`, `pa\ss word`, map[string][]string{"INBOX": {"x\n"}, "my box": {"y\n", "z\n"}})
 	r := dialRaw(t, serve(t, Options{Store: st}))
-	r.send(`helo j\ smith pa\\ss\ word`)
-	r.expect("#1 ")
-	r.send(`fold my\ box`)
-	r.expect("#2 ")
-	r.send("read  2", "retr")
-	r.expect("=3 ")
-	if got := r.data(3); string(got) != "z\r\n" {
+	r.Send(`helo j\ smith pa\\ss\ word`)
+	r.Expect("#1 ")
+	r.Send(`fold my\ box`)
+	r.Expect("#2 ")
+	r.Send("read  2", "retr")
+	r.Expect("=3 ")
+	if got := r.Data(3); string(got) != "z\r\n" {
 		t.Errorf("data %q", got)
 	}
-	r.send("acks", "quit")
-	r.expect("=0 ")
-	r.expect("+ ")
+	r.Send("acks", "quit")
+	r.Expect("=0 ")
+	r.Expect("+ ")
 }
 
 func TestUnquotedSpaceInPassword(t *testing.T) {
 	st := newStore(t, "fred", "two words", nil)
 	r := dialRaw(t, serve(t, Options{Store: st}))
-	r.send("HELO fred two words")
-	r.expect("#0 ")
+	r.Send("HELO fred two words")
+	r.Expect("#0 ")
 }
 
 func TestBadLoginCloses(t *testing.T) {
@@ -55,9 +55,9 @@ func TestBadLoginCloses(t *testing.T) {
 	opts, _ := fredStore(t)
 	opts.Logger = zerolog.New(&logbuf)
 	r := dialRaw(t, serve(t, opts))
-	r.send("HELO fred hunter2-wrong")
-	r.expect("- ")
-	r.expectClose()
+	r.Send("HELO fred hunter2-wrong")
+	r.Expect("- ")
+	r.ExpectClose()
 	if strings.Contains(logbuf.String(), "hunter2") {
 		t.Errorf("the log holds the HELO password: %s", logbuf.String())
 	}
@@ -83,15 +83,15 @@ func TestProtocolErrorsClose(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			opts, sizes := fredStore(t)
 			r := dialRaw(t, serve(t, opts))
-			r.send(tc.lines...)
+			r.Send(tc.lines...)
 			for _, w := range tc.want {
 				if w == "" {
-					r.data(21)
+					r.Data(21)
 					continue
 				}
-				r.expect(w)
+				r.Expect(w)
 			}
-			r.expectClose()
+			r.ExpectClose()
 			if got := sizes(); len(got) != 3 {
 				t.Errorf("after a protocol error %d messages left, want 3", len(got))
 			}
@@ -102,29 +102,29 @@ func TestProtocolErrorsClose(t *testing.T) {
 func TestReadOutOfRangeAndDeleted(t *testing.T) {
 	opts, _ := fredStore(t)
 	r := dialRaw(t, serve(t, opts))
-	r.send("HELO fred secret", "READ 0", "READ 4", "READ 99999999999999999999999", "READ 1", "RETR", "ACKD", "READ 1", "READ 2", "QUIT")
-	r.expect("#3 ")
-	r.expect("=0 ")
-	r.expect("=0 ")
-	r.expect("=0 ")
-	r.expect("=19 ")
-	r.data(19)
-	r.expect("=19 ") // ACKD announces message 2
-	r.expect("=0 ")  // message 1 is marked deleted
-	r.expect("=19 ")
-	r.expect("+ ")
+	r.Send("HELO fred secret", "READ 0", "READ 4", "READ 99999999999999999999999", "READ 1", "RETR", "ACKD", "READ 1", "READ 2", "QUIT")
+	r.Expect("#3 ")
+	r.Expect("=0 ")
+	r.Expect("=0 ")
+	r.Expect("=0 ")
+	r.Expect("=19 ")
+	r.Data(19)
+	r.Expect("=19 ") // ACKD announces message 2
+	r.Expect("=0 ")  // message 1 is marked deleted
+	r.Expect("=19 ")
+	r.Expect("+ ")
 }
 
 func TestAckdThenQuitRemoves(t *testing.T) {
 	opts, sizes := fredStore(t)
 	r := dialRaw(t, serve(t, opts))
-	r.send("HELO fred secret", "READ 2", "RETR", "ACKD", "QUIT")
-	r.expect("#3 ")
-	r.expect("=19 ")
-	r.data(19)
-	r.expect("=21 ")
-	r.expect("+ ")
-	r.expectClose()
+	r.Send("HELO fred secret", "READ 2", "RETR", "ACKD", "QUIT")
+	r.Expect("#3 ")
+	r.Expect("=19 ")
+	r.Data(19)
+	r.Expect("=21 ")
+	r.Expect("+ ")
+	r.ExpectClose()
 	if got := sizes(); len(got) != 2 || got[1] != 21 {
 		t.Errorf("left %v, want messages 1 and 3", got)
 	}
@@ -133,12 +133,12 @@ func TestAckdThenQuitRemoves(t *testing.T) {
 func TestAckdThenHangupKeeps(t *testing.T) {
 	opts, sizes := fredStore(t)
 	r := dialRaw(t, serve(t, opts))
-	r.send("HELO fred secret", "READ 1", "RETR", "ACKD")
-	r.expect("#3 ")
-	r.expect("=19 ")
-	r.data(19)
-	r.expect("=19 ")
-	_ = r.conn.Close()
+	r.Send("HELO fred secret", "READ 1", "RETR", "ACKD")
+	r.Expect("#3 ")
+	r.Expect("=19 ")
+	r.Data(19)
+	r.Expect("=19 ")
+	_ = r.Conn.Close()
 	if got := sizes(); len(got) != 3 {
 		t.Errorf("after a hang-up %d messages left, want 3", len(got))
 	}
@@ -147,27 +147,27 @@ func TestAckdThenHangupKeeps(t *testing.T) {
 func TestFoldCommitsPreviousFolder(t *testing.T) {
 	opts, sizes := fredStore(t)
 	r := dialRaw(t, serve(t, opts))
-	r.send("HELO fred secret", "READ 1", "RETR", "ACKD", "FOLD old")
-	r.expect("#3 ")
-	r.expect("=19 ")
-	r.data(19)
-	r.expect("=19 ")
-	r.expect("#1 ")
+	r.Send("HELO fred secret", "READ 1", "RETR", "ACKD", "FOLD old")
+	r.Expect("#3 ")
+	r.Expect("=19 ")
+	r.Data(19)
+	r.Expect("=19 ")
+	r.Expect("#1 ")
 	// INBOX was released at FOLD: its deletion is already done, and the
 	// folder is free while the session goes on in "old".
 	if got := sizes(); len(got) != 2 {
 		t.Errorf("after FOLD %d messages left in INBOX, want 2", len(got))
 	}
-	r.send("READ 1", "RETR", "ACKD", "FOLD inbox")
-	r.expect("=21 ")
-	r.data(21)
-	r.expect("=0 ")
-	r.expect("#2 ")
-	r.send("FOLD nonesuch", "READ", "QUIT")
-	r.expect("#0 ")
-	r.expect("=0 ")
-	r.expect("+ ")
-	r.expectClose()
+	r.Send("READ 1", "RETR", "ACKD", "FOLD inbox")
+	r.Expect("=21 ")
+	r.Data(21)
+	r.Expect("=0 ")
+	r.Expect("#2 ")
+	r.Send("FOLD nonesuch", "READ", "QUIT")
+	r.Expect("#0 ")
+	r.Expect("=0 ")
+	r.Expect("+ ")
+	r.ExpectClose()
 	if got := folderSizes(t, opts.Store, "fred", "secret", "old"); len(got) != 0 {
 		t.Errorf("old holds %v, want nothing", got)
 	}
@@ -177,33 +177,33 @@ func TestLockedFolder(t *testing.T) {
 	opts, _ := fredStore(t)
 	addr := serve(t, opts)
 	first := dialRaw(t, addr)
-	first.send("HELO fred secret")
-	first.expect("#3 ")
+	first.Send("HELO fred secret")
+	first.Expect("#3 ")
 	second := dialRaw(t, addr)
-	second.send("HELO fred secret")
-	second.expect("- [IN-USE]")
-	second.expectClose()
+	second.Send("HELO fred secret")
+	second.Expect("- [IN-USE]")
+	second.ExpectClose()
 	third := dialRaw(t, addr)
-	first.send("FOLD old")
-	first.expect("#1 ")
-	third.send("HELO fred secret", "FOLD old")
-	third.expect("#3 ")
-	third.expect("- [IN-USE]")
-	third.expectClose()
+	first.Send("FOLD old")
+	first.Expect("#1 ")
+	third.Send("HELO fred secret", "FOLD old")
+	third.Expect("#3 ")
+	third.Expect("- [IN-USE]")
+	third.ExpectClose()
 }
 
 func TestOverlongLine(t *testing.T) {
 	opts, _ := fredStore(t)
 	r := dialRaw(t, serve(t, opts))
-	r.send("HELO fred secret")
-	r.expect("#3 ")
-	r.send("FOLD " + strings.Repeat("a", 506)) // 511 + CRLF = 513 octets
-	r.expect("- ")
-	r.expectClose()
+	r.Send("HELO fred secret")
+	r.Expect("#3 ")
+	r.Send("FOLD " + strings.Repeat("a", 506)) // 511 + CRLF = 513 octets
+	r.Expect("- ")
+	r.ExpectClose()
 	r2 := dialRaw(t, serve(t, opts))
-	r2.send("HELO fred secret", "FOLD "+strings.Repeat("a", 505)) // exactly 512
-	r2.expect("#3 ")
-	r2.expect("#0 ")
+	r2.Send("HELO fred secret", "FOLD "+strings.Repeat("a", 505)) // exactly 512
+	r2.Expect("#3 ")
+	r2.Expect("#0 ")
 }
 
 func TestTimeouts(t *testing.T) {
@@ -212,17 +212,17 @@ func TestTimeouts(t *testing.T) {
 	opts.IdleTimeout = 300 * time.Millisecond
 	addr := serve(t, opts)
 	r := dialRaw(t, addr)
-	r.expect("- Autologout")
-	r.expectClose()
+	r.Expect("- Autologout")
+	r.ExpectClose()
 
 	r = dialRaw(t, addr)
-	r.send("HELO fred secret", "READ 1", "RETR", "ACKD")
-	r.expect("#3 ")
-	r.expect("=")
-	r.data(19)
-	r.expect("=")
-	r.expect("- Autologout")
-	r.expectClose()
+	r.Send("HELO fred secret", "READ 1", "RETR", "ACKD")
+	r.Expect("#3 ")
+	r.Expect("=")
+	r.Data(19)
+	r.Expect("=")
+	r.Expect("- Autologout")
+	r.ExpectClose()
 	if got := sizes(); len(got) != 3 {
 		t.Errorf("after a timeout %d messages left, want 3", len(got))
 	}
@@ -232,12 +232,12 @@ func TestMaxErrorsLenient(t *testing.T) {
 	opts, _ := fredStore(t)
 	opts.MaxErrors = 3
 	r := dialRaw(t, serve(t, opts))
-	r.send("NOOP", "HELO fred secret", "STAT", "RSET")
-	r.expect("- ")
-	r.expect("#3 ")
-	r.expect("- ")
-	r.expect("- ")
-	r.expectClose()
+	r.Send("NOOP", "HELO fred secret", "STAT", "RSET")
+	r.Expect("- ")
+	r.Expect("#3 ")
+	r.Expect("- ")
+	r.Expect("- ")
+	r.ExpectClose()
 }
 
 func TestShutdownDoesNotCommit(t *testing.T) {
@@ -249,14 +249,14 @@ func TestShutdownDoesNotCommit(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	addr, accepted := listenOnce(t, srv, ctx)
 	r := dialRaw(t, addr)
-	r.send("HELO fred secret", "READ 1", "RETR", "ACKD")
-	r.expect("#3 ")
-	r.expect("=")
-	r.data(19)
-	r.expect("=")
+	r.Send("HELO fred secret", "READ 1", "RETR", "ACKD")
+	r.Expect("#3 ")
+	r.Expect("=")
+	r.Data(19)
+	r.Expect("=")
 	cancel()
 	<-accepted
-	r.expectClose()
+	r.ExpectClose()
 	if got := folderSizes(t, opts.Store, "fred", "secret", "INBOX"); len(got) != 3 {
 		t.Errorf("after shutdown %d messages left, want 3", len(got))
 	}

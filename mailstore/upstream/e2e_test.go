@@ -2,14 +2,12 @@ package upstream_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"errors"
 	"io"
 	"net"
 	"runtime"
 	"runtime/debug"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 	"popgate/mailstore/upstream"
 	"popgate/mailstore/upstream/pop3client"
 	"popgate/pop3"
+	"popgate/pop3/wire/wiretest"
 )
 
 // startGateway serves popgate's POP3 front end over store on a plain
@@ -30,33 +29,7 @@ func startGateway(t testing.TB, store mailstore.Store) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		cancel()
-		_ = ln.Close()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				srv.ServeConn(ctx, conn)
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return wiretest.Serve(t, srv.ServeConn)
 }
 
 // popLogin logs in to the gateway like an old client, retrying while the

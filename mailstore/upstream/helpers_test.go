@@ -33,6 +33,7 @@ import (
 	"popgate/mailstore/storetest"
 	"popgate/mailstore/upstream"
 	"popgate/pop3"
+	"popgate/pop3/wire/wiretest"
 )
 
 // testCert makes a throw-away self-signed certificate for 127.0.0.1 and
@@ -242,45 +243,22 @@ func startPOP3(t testing.TB, stls bool) *pop3Upstream {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		cancel()
-		_ = ln.Close()
-		wg.Wait()
+	addr := wiretest.Serve(t, func(ctx context.Context, conn net.Conn) {
+		if !stls {
+			srv.ServeConn(ctx, tls.Server(conn, srvTLS))
+			return
+		}
+		tc, err := stlsFront(conn, srvTLS)
+		if err != nil {
+			_ = conn.Close()
+			return
+		}
+		srv.ServeConn(ctx, tc)
 	})
-	up := &pop3Upstream{mem: mem, addr: ln.Addr().String(), caFile: caFile, scheme: "pop3s"}
+	up := &pop3Upstream{mem: mem, addr: addr, caFile: caFile, scheme: "pop3s"}
 	if stls {
 		up.scheme = "pop3"
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if !stls {
-					srv.ServeConn(ctx, tls.Server(conn, srvTLS))
-					return
-				}
-				tc, err := stlsFront(conn, srvTLS)
-				if err != nil {
-					_ = conn.Close()
-					return
-				}
-				srv.ServeConn(ctx, tc)
-			}()
-		}
-	}()
 	return up
 }
 

@@ -1,15 +1,12 @@
 package port109
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"io"
-	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +17,7 @@ import (
 	"popgate/pop2"
 	"popgate/pop2/pop2client"
 	"popgate/pop3"
+	"popgate/pop3/wire/wiretest"
 )
 
 var msgs = []string{
@@ -71,45 +69,13 @@ func newDispatcher(t testing.TB, st mailstore.Store, opts Options) *Dispatcher {
 	return d
 }
 
-// listen serves h on loopback until the test ends.
-func listen(t *testing.T, h func(context.Context, net.Conn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				h(ctx, c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		_ = ln.Close()
-		wg.Wait()
-	})
-	return ln.Addr().String()
-}
-
 // TestBothProtocolsSameMailbox retrieves one mailbox through one port 109
 // listener with the POP2 client and then the POP1 client: both get every
 // message byte for byte as the store holds it.
 func TestBothProtocolsSameMailbox(t *testing.T) {
 	st := newStore(t)
 	d := newDispatcher(t, st, Options{})
-	addr := listen(t, d.ServeConn)
+	addr := wiretest.Serve(t, d.ServeConn)
 	ctx := context.Background()
 
 	c2, err := pop2client.Dial(ctx, addr)
@@ -169,7 +135,7 @@ func TestBothProtocolsSameMailbox(t *testing.T) {
 func TestPOP1DeleteVisibleElsewhere(t *testing.T) {
 	st := newStore(t)
 	d := newDispatcher(t, st, Options{})
-	addr := listen(t, d.ServeConn)
+	addr := wiretest.Serve(t, d.ServeConn)
 	ctx := context.Background()
 	c1, err := pop1client.Dial(ctx, addr)
 	if err != nil {
@@ -221,20 +187,12 @@ func TestPOP1DeleteVisibleElsewhere(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a3 := listen(t, p3.ServeConn)
-	conn, err := net.Dial("tcp", a3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	br := bufio.NewReader(conn)
-	if _, err := io.WriteString(conn, "USER fred\r\nPASS secret\r\nSTAT\r\nQUIT\r\n"); err != nil {
-		t.Fatal(err)
-	}
+	a3 := wiretest.Serve(t, p3.ServeConn)
+	c3 := wiretest.Dial(t, a3)
+	c3.Send("USER fred", "PASS secret", "STAT", "QUIT")
 	var lines []string
 	for i := 0; i < 5; i++ {
-		l, err := br.ReadString('\n')
+		l, err := c3.Line()
 		if err != nil {
 			t.Fatalf("POP3: %v after %q", err, lines)
 		}
@@ -248,7 +206,7 @@ func TestPOP1DeleteVisibleElsewhere(t *testing.T) {
 func TestFirstLines(t *testing.T) {
 	st := newStore(t)
 	d := newDispatcher(t, st, Options{})
-	addr := listen(t, d.ServeConn)
+	addr := wiretest.Serve(t, d.ServeConn)
 	for _, tt := range []struct {
 		send, want string
 	}{
@@ -261,24 +219,14 @@ func TestFirstLines(t *testing.T) {
 		{"HELO fred wrong", "- Bad login"},
 		{"user fred", "+OK send PASS"},
 	} {
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-		br := bufio.NewReader(conn)
-		g, _ := br.ReadString('\n')
-		if !strings.HasPrefix(g, "+ POP2 ") {
-			t.Fatalf("greeting %q", g)
-		}
-		if _, err := io.WriteString(conn, tt.send+"\r\n"); err != nil {
-			t.Fatal(err)
-		}
-		l, err := br.ReadString('\n')
-		if err != nil || l != tt.want+"\r\n" {
+		c := wiretest.Dial(t, addr)
+		c.Expect("+ POP2 ")
+		c.Send(tt.send)
+		l, err := c.Line()
+		if err != nil || l != tt.want {
 			t.Errorf("%.20q: got %q (%v), want %q", tt.send, l, err, tt.want)
 		}
-		_ = conn.Close()
+		_ = c.Conn.Close()
 	}
 }
 
@@ -302,33 +250,19 @@ func TestGreetingOptionAndMissingServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := listen(t, d.ServeConn)
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	br := bufio.NewReader(conn)
-	if g, _ := br.ReadString('\n'); g != "+OK POP1 and POP2 server\r\n" {
-		t.Fatalf("greeting %q", g)
-	}
-	_, _ = io.WriteString(conn, "HELO fred secret\r\n")
-	if l, _ := br.ReadString('\n'); l != "- POP2 is not served on this port\r\n" {
-		t.Fatalf("HELO without POP2: %q", l)
-	}
+	addr := wiretest.Serve(t, d.ServeConn)
+	c := wiretest.Dial(t, addr)
+	c.ExpectLine("+OK POP1 and POP2 server")
+	c.Send("HELO fred secret")
+	c.ExpectLine("- POP2 is not served on this port")
 }
 
 func TestFirstLineTimeout(t *testing.T) {
 	d := newDispatcher(t, newStore(t), Options{FirstLineTimeout: 100 * time.Millisecond})
-	addr := listen(t, d.ServeConn)
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	all, err := io.ReadAll(conn)
+	addr := wiretest.Serve(t, d.ServeConn)
+	c := wiretest.Dial(t, addr)
+	_ = c.Conn.SetDeadline(time.Now().Add(wiretest.Timeout))
+	all, err := io.ReadAll(c.Conn)
 	if err != nil && !errors.Is(err, io.EOF) {
 		t.Fatal(err)
 	}
