@@ -256,6 +256,8 @@ type imapMsg struct {
 	info mailstore.MessageInfo
 }
 
+func (m imapMsg) messageInfo() mailstore.MessageInfo { return m.info }
+
 // imapMaildrop is one SELECTed folder.
 type imapMaildrop struct {
 	s        *Store
@@ -265,12 +267,8 @@ type imapMaildrop struct {
 	c        *imapclient.Client
 	stop     func() bool
 	validity uint32
-	msgs     []imapMsg
-	byUID    map[string]int
-
-	reader *msgReader
-	broken bool
-	done   bool
+	msgIndex[imapMsg]
+	dropState
 }
 
 func (m *imapMaildrop) snapshot(ctx context.Context) error {
@@ -343,46 +341,14 @@ func flagIn(flags []imap.Flag, f imap.Flag) bool {
 	return false
 }
 
-func (m *imapMaildrop) Messages(context.Context) ([]mailstore.MessageInfo, error) {
-	out := make([]mailstore.MessageInfo, len(m.msgs))
-	for i, msg := range m.msgs {
-		out[i] = msg.info
-	}
-	return out, nil
-}
-
-// errBroken says the upstream connection failed during the session.
-var errBroken = errors.New("upstream: the upstream connection failed during this session")
-
-func (m *imapMaildrop) usable() error {
-	if m.done {
-		return mailstore.ErrSessionEnded
-	}
-	if m.broken {
-		return errBroken
-	}
-	if m.reader != nil {
-		r := m.reader
-		m.reader = nil
-		if err := r.Close(); err != nil {
-			return err
-		}
-		if m.broken {
-			return errBroken
-		}
-	}
-	return nil
-}
-
 func (m *imapMaildrop) OpenMessage(ctx context.Context, uid string) (io.ReadCloser, error) {
-	i, ok := m.byUID[uid]
-	if !ok {
-		return nil, fmt.Errorf("upstream: uid %q: %w", uid, mailstore.ErrNoSuchMessage)
+	msg, err := m.message(uid)
+	if err != nil {
+		return nil, err
 	}
 	if err := m.usable(); err != nil {
 		return nil, err
 	}
-	msg := m.msgs[i]
 	stop := watch(ctx, m.c)
 	cmd := m.c.Fetch(imap.UIDSetNum(msg.uid), &imap.FetchOptions{
 		UID:         true,
@@ -425,17 +391,7 @@ func (m *imapMaildrop) OpenMessage(ctx context.Context, uid string) (io.ReadClos
 		return nil, fmt.Errorf("upstream: UID FETCH %d returned no body: %w", msg.uid, mailstore.ErrNoSuchMessage)
 	}
 	sk := sizeKey{m.user, m.folder, uid}
-	r := newMsgReader(lit,
-		func(n int64) {
-			if n != msg.info.Size {
-				m.s.setSize(sk, n)
-				m.s.log.Warn().Str("upstream", m.s.addr).Str("folder", m.folder).Str("uid", uid).
-					Int64("announced", msg.info.Size).Int64("crlf", n).
-					Msg("upstream size differs from the CRLF size; the right size is announced from the next session on")
-			}
-		},
-		func() { m.broken = true },
-		end, stop)
+	r := newMsgReader(lit, m.s.sizeCheck(sk, msg.info.Size, true), m.markBroken, end, stop)
 	m.reader = r
 	return r, nil
 }
@@ -530,9 +486,7 @@ func (m *imapMaildrop) release(polite bool) {
 	if m.stop != nil {
 		m.stop()
 	}
-	if m.reader != nil {
-		m.reader.abort()
-		m.reader = nil
+	if m.dropReader() {
 		polite = false
 	}
 	if polite && !m.broken {

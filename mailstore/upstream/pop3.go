@@ -207,20 +207,18 @@ type pop3Msg struct {
 	info mailstore.MessageInfo
 }
 
+func (m pop3Msg) messageInfo() mailstore.MessageInfo { return m.info }
+
 // pop3Maildrop is the upstream POP3 session.
 type pop3Maildrop struct {
-	s     *Store
-	user  string
-	key   lockKey
-	c     *pop3client.Client
-	stop  func() bool
-	msgs  []pop3Msg
-	byUID map[string]int
-
-	reader *msgReader
-	read   bool // a message was retrieved: Close must not QUIT
-	broken bool
-	done   bool
+	s    *Store
+	user string
+	key  lockKey
+	c    *pop3client.Client
+	stop func() bool
+	msgIndex[pop3Msg]
+	read bool // a message was retrieved: Close must not QUIT
+	dropState
 }
 
 func (m *pop3Maildrop) snapshot(ctx context.Context) error {
@@ -301,43 +299,14 @@ func (m *pop3Maildrop) digestUIDs(sizes []pop3client.MessageSize, uidOf map[int]
 	return nil
 }
 
-func (m *pop3Maildrop) Messages(context.Context) ([]mailstore.MessageInfo, error) {
-	out := make([]mailstore.MessageInfo, len(m.msgs))
-	for i, msg := range m.msgs {
-		out[i] = msg.info
-	}
-	return out, nil
-}
-
-func (m *pop3Maildrop) usable() error {
-	if m.done {
-		return mailstore.ErrSessionEnded
-	}
-	if m.broken {
-		return errBroken
-	}
-	if m.reader != nil {
-		r := m.reader
-		m.reader = nil
-		if err := r.Close(); err != nil {
-			return err
-		}
-		if m.broken {
-			return errBroken
-		}
-	}
-	return nil
-}
-
 func (m *pop3Maildrop) OpenMessage(ctx context.Context, uid string) (io.ReadCloser, error) {
-	i, ok := m.byUID[uid]
-	if !ok {
-		return nil, fmt.Errorf("upstream: uid %q: %w", uid, mailstore.ErrNoSuchMessage)
+	msg, err := m.message(uid)
+	if err != nil {
+		return nil, err
 	}
 	if err := m.usable(); err != nil {
 		return nil, err
 	}
-	msg := m.msgs[i]
 	stop := watch(ctx, m.c)
 	m.read = true
 	body, err := m.c.Retr(msg.n)
@@ -351,18 +320,7 @@ func (m *pop3Maildrop) OpenMessage(ctx context.Context, uid string) (io.ReadClos
 		return nil, ctxErr(ctx, fmt.Errorf("upstream: POP3 RETR %d: %w", msg.n, err))
 	}
 	sk := sizeKey{m.user, mailstore.Inbox, uid}
-	r := newMsgReader(body,
-		func(n int64) {
-			if n != msg.info.Size {
-				m.s.setSize(sk, n)
-				m.s.log.Warn().Str("upstream", m.s.addr).Str("uid", uid).
-					Int64("announced", msg.info.Size).Int64("crlf", n).
-					Msg("upstream size differs from the CRLF size; the right size is announced from the next session on")
-			}
-		},
-		func() { m.broken = true },
-		func() error { return nil },
-		stop)
+	r := newMsgReader(body, m.s.sizeCheck(sk, msg.info.Size, false), m.markBroken, func() error { return nil }, stop)
 	m.reader = r
 	return r, nil
 }
@@ -432,10 +390,7 @@ func (m *pop3Maildrop) release() {
 	if m.stop != nil {
 		m.stop()
 	}
-	if m.reader != nil {
-		m.reader.abort()
-		m.reader = nil
-	}
+	m.dropReader()
 	_ = m.c.Close()
 	m.s.unlock(m.key)
 }

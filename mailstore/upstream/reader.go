@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -89,4 +90,102 @@ func (m *msgReader) abort() {
 	}
 	m.aborted = true
 	m.closed = true
+}
+
+// errBroken says the upstream connection failed during the session.
+var errBroken = errors.New("upstream: the upstream connection failed during this session")
+
+// dropState is the session state both upstream maildrops keep: the
+// message reader in use, and whether the connection broke or the session
+// ended.
+type dropState struct {
+	reader *msgReader
+	broken bool // the upstream connection failed during the session
+	done   bool // Commit or Close ended the session
+}
+
+// usable reports whether another upstream command may be sent. It first
+// finishes the open message reader, if any: the upstream protocol cannot
+// start a command before the last one's data were read.
+func (d *dropState) usable() error {
+	if d.done {
+		return mailstore.ErrSessionEnded
+	}
+	if d.broken {
+		return errBroken
+	}
+	if d.reader != nil {
+		r := d.reader
+		d.reader = nil
+		if err := r.Close(); err != nil {
+			return err
+		}
+		if d.broken {
+			return errBroken
+		}
+	}
+	return nil
+}
+
+// dropReader abandons the open message reader, if any, without touching
+// the connection, which the caller is about to close. It reports whether
+// there was one.
+func (d *dropState) dropReader() bool {
+	if d.reader == nil {
+		return false
+	}
+	d.reader.abort()
+	d.reader = nil
+	return true
+}
+
+// markBroken records that the upstream connection failed.
+func (d *dropState) markBroken() { d.broken = true }
+
+// sizeCheck returns a message reader's sized callback for message k,
+// announced as announced octets: a different CRLF size is remembered for
+// the next sessions and logged (with the folder if withFolder).
+func (s *Store) sizeCheck(k sizeKey, announced int64, withFolder bool) func(int64) {
+	return func(n int64) {
+		if n == announced {
+			return
+		}
+		s.setSize(k, n)
+		ev := s.log.Warn().Str("upstream", s.addr)
+		if withFolder {
+			ev = ev.Str("folder", k.folder)
+		}
+		ev.Str("uid", k.uid).Int64("announced", announced).Int64("crlf", n).
+			Msg("upstream size differs from the CRLF size; the right size is announced from the next session on")
+	}
+}
+
+// indexedMsg is an upstream message as a maildrop lists it.
+type indexedMsg interface{ messageInfo() mailstore.MessageInfo }
+
+// msgIndex is a maildrop's message list, taken when the session began,
+// and its index by UID.
+type msgIndex[M indexedMsg] struct {
+	msgs  []M
+	byUID map[string]int
+}
+
+// Messages lists the messages of the snapshot (mailstore.Maildrop).
+func (x *msgIndex[M]) Messages(context.Context) ([]mailstore.MessageInfo, error) {
+	out := make([]mailstore.MessageInfo, len(x.msgs))
+	for i, msg := range x.msgs {
+		out[i] = msg.messageInfo()
+	}
+	return out, nil
+}
+
+// message returns the message with uid, or an error that wraps
+// mailstore.ErrNoSuchMessage.
+func (x *msgIndex[M]) message(uid string) (M, error) {
+	i, ok := x.byUID[uid]
+	if !ok {
+		var zero M
+		return zero, fmt.Errorf("upstream: uid %q: %w", uid, mailstore.ErrNoSuchMessage)
+	}
+	return x.msgs[i], nil
 }
