@@ -70,6 +70,7 @@ type StoreTarget struct {
 	mu       sync.Mutex
 	conns    map[net.Conn]bool
 	acceptCh chan struct{}
+	noSeen   string // why the store keeps no seen marks; "" if it does
 }
 
 // NewStoreTarget starts serving h on a loopback port. store is what
@@ -155,11 +156,17 @@ func (t *StoreTarget) Seed(ctx context.Context, s *Script) error {
 	return nil
 }
 
-// Supports reports apop if the store implements mailstore.APOPStore, and
-// popgate always (the handler is popgate's own front end).
+// Supports reports apop if the store implements mailstore.APOPStore,
+// seen unless [StoreTarget.LacksSeen] was called, and popgate always (the
+// handler is popgate's own front end).
 func (t *StoreTarget) Supports(_ context.Context, feature string) (bool, string) {
 	switch feature {
 	case "popgate":
+		return true, ""
+	case "seen":
+		if t.noSeen != "" {
+			return false, t.noSeen
+		}
 		return true, ""
 	case "apop":
 		if _, ok := t.store.(mailstore.APOPStore); ok {
@@ -169,6 +176,13 @@ func (t *StoreTarget) Supports(_ context.Context, feature string) (bool, string)
 	}
 	return false, fmt.Sprintf("unknown feature %q", feature)
 }
+
+// LacksSeen declares that the store does not keep retrieved messages'
+// seen marks across sessions without changing their bytes (an mbox that
+// writes no Status: header), for the reason given. Transcripts that say
+// "requires: seen" (LAST across sessions, Status: synthesised from seen
+// marks) are then skipped.
+func (t *StoreTarget) LacksSeen(reason string) { t.noSeen = reason }
 
 // Mailbox reads a folder through the mailstore API: Login, Open, Messages
 // and OpenMessage, then Close (which changes nothing).
