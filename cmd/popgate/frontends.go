@@ -13,9 +13,11 @@ import (
 )
 
 // frontEnds are the protocol servers, built once and shared by every
-// listener of their protocol.
+// listener of their protocol; POP3 has one server per distinct set of
+// listener options.
 type frontEnds struct {
-	pop3   *pop3.Server
+	pop3   *pop3.Server // the process-wide flags; --inetd pop3
+	pop3By map[eraKey]*pop3.Server
 	pop2   *pop2.Server
 	pop1   *pop1.Server
 	pop109 *port109.Dispatcher
@@ -34,6 +36,21 @@ func newFrontEnds(cfg *config, store mailstore.Store, log zerolog.Logger) (*fron
 	p3, err := pop3.New(p3opts)
 	if err != nil {
 		return nil, fmt.Errorf("pop3: %w", err)
+	}
+	// One more server for each distinct set of listener options; they
+	// share the store, the login limiter and the TLS configuration.
+	pop3By := map[eraKey]*pop3.Server{cfg.eras.defaultKey(): p3}
+	for _, l := range append(append([]pop3Listener(nil), cfg.eras.pop3Listeners...), cfg.eras.pop3sListeners...) {
+		if pop3By[l.era] != nil {
+			continue
+		}
+		o := p3opts
+		o.Profile, o.Quirks = l.era.profile, l.era.quirks
+		s, err := pop3.New(o)
+		if err != nil {
+			return nil, fmt.Errorf("pop3 listener %s (%v): %w", l.addr, l.era, err)
+		}
+		pop3By[l.era] = s
 	}
 	p2, err := pop2.New(pop2.Options{
 		Store:       store,
@@ -59,7 +76,15 @@ func newFrontEnds(cfg *config, store mailstore.Store, log zerolog.Logger) (*fron
 	if err != nil {
 		return nil, fmt.Errorf("port 109: %w", err)
 	}
-	return &frontEnds{pop3: p3, pop2: p2, pop1: p1, pop109: d}, nil
+	return &frontEnds{pop3: p3, pop3By: pop3By, pop2: p2, pop1: p1, pop109: d}, nil
+}
+
+// pop3For returns the POP3 server for a listener's options.
+func (f *frontEnds) pop3For(k eraKey) *pop3.Server {
+	if s := f.pop3By[k]; s != nil {
+		return s
+	}
+	return f.pop3
 }
 
 // byProto returns the front end for an --inetd protocol name, or nil.

@@ -56,7 +56,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 			"password demo).\n\nFlags:\n", demoPOP3Addr, demo109Addr)
 		fs.PrintDefaults()
 	}
-	fs.StringArrayVar(&cfg.pop3Addrs, "pop3", nil, "POP3 (RFC 1939) listener `ADDR` (host:port; repeatable); standard port 110")
+	fs.StringArrayVar(&cfg.pop3Addrs, "pop3", nil, "POP3 (RFC 1939) listener `ADDR` (host:port; repeatable); standard port 110. Per-listener options after semicolons: ADDR;profile=NAME;quirks=LIST override --pop3-profile and --pop3-quirks (docs/eras.md)")
 	fs.StringArrayVar(&cfg.pop2Addrs, "pop2", nil, "POP2 (RFC 937) listener `ADDR` (repeatable); standard port 109")
 	fs.StringArrayVar(&cfg.pop1Addrs, "pop1", nil, "POP1 (RFC 918) listener `ADDR` (repeatable)")
 	addTLSFlags(fs, &cfg.tls)
@@ -98,6 +98,17 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	}
 	if err := cfg.eras.validate(); err != nil {
 		return nil, err
+	}
+	if err := cfg.eras.parseListeners(cfg.pop3Addrs, cfg.tls.pop3sAddrs); err != nil {
+		return nil, err
+	}
+	for _, l := range []struct {
+		flag  string
+		addrs []string
+	}{{"pop2", cfg.pop2Addrs}, {"pop1", cfg.pop1Addrs}, {"pop109", cfg.pop109Addrs}} {
+		if err := noListenerOptions(l.flag, l.addrs); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.idleTimeout != 0 && cfg.idleTimeout < 10*time.Minute {
 		fmt.Fprintf(stderr, "popgate: warning: --idle-timeout %v is shorter than the 10 minutes RFC 1939 §3 asks for\n", cfg.idleTimeout)
@@ -201,29 +212,56 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Warn().Str("dir", cfg.traceDir).Msg("--trace: recording every session, message contents included")
 	}
 	var bound []boundListener
+	type listenOn struct {
+		proto, name, addr string
+		fe                frontEnd
+		era               *eraKey // POP3 listeners: the options served
+	}
+	var todo []listenOn
+	for _, l := range []struct {
+		proto, name string
+		ls          []pop3Listener
+	}{
+		{"pop3", "POP3", cfg.eras.pop3Listeners},
+		{"pop3s", "POP3S", cfg.eras.pop3sListeners},
+	} {
+		for _, pl := range l.ls {
+			era := pl.era
+			todo = append(todo, listenOn{l.proto, l.name, pl.addr, fes.pop3For(era), &era})
+		}
+	}
 	for _, l := range []struct {
 		proto, name string
 		addrs       []string
 		fe          frontEnd
 	}{
-		{"pop3", "POP3", cfg.pop3Addrs, fes.pop3},
-		{"pop3s", "POP3S", cfg.tls.pop3sAddrs, fes.pop3},
 		{"pop2", "POP2", cfg.pop2Addrs, fes.pop2},
 		{"pop1", "POP1", cfg.pop1Addrs, fes.pop1},
 		{"pop109", "POP1+POP2", cfg.pop109Addrs, fes.pop109},
 	} {
 		for _, addr := range l.addrs {
-			ln, err := net.Listen("tcp", addr)
-			if err != nil {
-				ls.shutdown(0)
-				fmt.Fprintf(stderr, "popgate: cannot listen for %s on %s: %v\n", l.name, addr, unwrapOpError(err))
-				return 1
-			}
-			ln = cfg.tls.wrap(l.proto, ln)
-			log.Info().Str("proto", l.proto).Str("listen", ln.Addr().String()).Msg("listening")
-			ls.serve(ln, l.proto, l.fe)
-			bound = append(bound, boundListener{l.name, ln.Addr().String()})
+			todo = append(todo, listenOn{l.proto, l.name, addr, l.fe, nil})
 		}
+	}
+	for _, l := range todo {
+		ln, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			ls.shutdown(0)
+			fmt.Fprintf(stderr, "popgate: cannot listen for %s on %s: %v\n", l.name, l.addr, unwrapOpError(err))
+			return 1
+		}
+		ln = cfg.tls.wrap(l.proto, ln)
+		ev := log.Info().Str("proto", l.proto).Str("listen", ln.Addr().String())
+		b := boundListener{proto: l.name, addr: ln.Addr().String()}
+		if l.era != nil {
+			ev = ev.Str("profile", l.era.profile.String()).Str("quirks", l.era.quirks.String())
+			if *l.era != cfg.eras.defaultKey() {
+				b.note = l.era.String()
+			}
+		}
+		ev.Msg("listening")
+		ls.serve(ln, l.proto, l.fe)
+		bound = append(bound, b)
 	}
 	if cfg.runAs != "" {
 		if err := dropPrivileges(cfg.runAs); err != nil {
@@ -252,17 +290,22 @@ func unwrapOpError(err error) error {
 	return err
 }
 
-// boundListener is a listening address and the protocol it serves.
-type boundListener struct{ proto, addr string }
+// boundListener is a listening address and the protocol it serves; note,
+// if set, names the listener's own POP3 options.
+type boundListener struct{ proto, addr, note string }
 
 func printWelcome(w io.Writer, bound []boundListener, demo bool) {
 	for _, b := range bound {
 		host, port, _ := net.SplitHostPort(b.addr)
+		note := ""
+		if b.note != "" {
+			note = " (" + b.note + ")"
+		}
 		if b.proto == "POP3S" {
-			fmt.Fprintf(w, "popgate: %s on %s   try: openssl s_client -quiet -crlf -connect %s\n", b.proto, b.addr, b.addr)
+			fmt.Fprintf(w, "popgate: %s on %s%s   try: openssl s_client -quiet -crlf -connect %s\n", b.proto, b.addr, note, b.addr)
 			continue
 		}
-		fmt.Fprintf(w, "popgate: %s on %s   try: telnet %s %s\n", b.proto, b.addr, host, port)
+		fmt.Fprintf(w, "popgate: %s on %s%s   try: telnet %s %s\n", b.proto, b.addr, note, host, port)
 	}
 	if demo {
 		fmt.Fprintf(w, "popgate: demo maildrop: user %q, password %q, %d messages (in memory; changes are lost at exit)\n",

@@ -47,7 +47,7 @@ type tlsSettings struct {
 
 // addTLSFlags registers the flags on fs.
 func addTLSFlags(fs *pflag.FlagSet, t *tlsSettings) {
-	fs.StringArrayVar(&t.pop3sAddrs, "pop3s", nil, "POP3 over implicit TLS (RFC 8314) listener `ADDR` (repeatable); standard port 995; needs --tls-cert")
+	fs.StringArrayVar(&t.pop3sAddrs, "pop3s", nil, "POP3 over implicit TLS (RFC 8314) listener `ADDR` (repeatable); standard port 995; needs --tls-cert; takes the --pop3 listener options (ADDR;profile=NAME;quirks=LIST)")
 	fs.StringVar(&t.certFile, "tls-cert", "", "TLS certificate chain `FILE` (PEM) for STLS and --pop3s; reloaded on SIGHUP")
 	fs.StringVar(&t.keyFile, "tls-key", "", "TLS private key `FILE` (PEM) for --tls-cert")
 	fs.StringVar(&t.plaintext, "plaintext", "lan", "password logins without TLS: allow, lan (only from --plaintext-networks) or never")
