@@ -452,10 +452,10 @@ func (m *maildrop) Commit(ctx context.Context, c mailstore.Changes) error {
 			continue // not in this snapshot: nothing of it to remove
 		}
 		deleted[i] = true
-		err := os.Remove(filepath.Join(m.cur, m.msgs[i].fn.name))
+		err := m.s.commitRemove(filepath.Join(m.cur, m.msgs[i].fn.name))
 		if errors.Is(err, fs.ErrNotExist) {
 			if name, ok := lookup(i); ok {
-				err = os.Remove(filepath.Join(m.cur, name))
+				err = m.s.commitRemove(filepath.Join(m.cur, name))
 			} else {
 				err = nil
 			}
@@ -477,11 +477,11 @@ func (m *maildrop) Commit(ctx context.Context, c mailstore.Changes) error {
 			continue
 		}
 		fn := m.msgs[i].fn
-		err := os.Rename(filepath.Join(m.cur, fn.name), filepath.Join(m.cur, fn.withFlag('S')))
+		err := m.s.commitRename(filepath.Join(m.cur, fn.name), filepath.Join(m.cur, fn.withFlag('S')))
 		if errors.Is(err, fs.ErrNotExist) {
 			if name, ok := lookup(i); ok {
 				fn = parseName(name)
-				err = os.Rename(filepath.Join(m.cur, fn.name), filepath.Join(m.cur, fn.withFlag('S')))
+				err = m.s.commitRename(filepath.Join(m.cur, fn.name), filepath.Join(m.cur, fn.withFlag('S')))
 			} else {
 				err = nil
 			}

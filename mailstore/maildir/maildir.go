@@ -42,9 +42,10 @@ const (
 	// a legal unique-id. It is the default.
 	UIDLBaseName = "basename"
 	// UIDLDovecot reproduces the UIDLs of Dovecot's POP3 server with its
-	// default pop3_uidl_format "%08Xu%08Xv" for messages listed in the
-	// folder's dovecot-uidlist, so clients migrating from Dovecot do not
-	// download their mail again. Other messages get base-name UIDs.
+	// default pop3_uidl_format "%08Xu%08Xv" (lower-case hex) for
+	// messages listed in the folder's dovecot-uidlist, so clients
+	// migrating from Dovecot do not download their mail again. Other
+	// messages get base-name UIDs.
 	UIDLDovecot = "dovecot"
 )
 
@@ -88,6 +89,28 @@ type Store struct {
 	// sizeReads counts message files opened to compute a size; tests use
 	// it to check that a cached login opens none.
 	sizeReads atomic.Int64
+	// removeHook and renameHook, when set, replace os.Remove and os.Rename
+	// for the unlinks and flag renames of Commit. They are failure
+	// injection for tests (a commit failing with ENOSPC or EIO, which a
+	// real file system does not produce on demand); nil in production.
+	removeHook func(name string) error
+	renameHook func(oldpath, newpath string) error
+}
+
+// commitRemove unlinks a message file at Commit (see Store.removeHook).
+func (s *Store) commitRemove(name string) error {
+	if s.removeHook != nil {
+		return s.removeHook(name)
+	}
+	return os.Remove(name)
+}
+
+// commitRename renames a message file at Commit (see Store.renameHook).
+func (s *Store) commitRename(oldpath, newpath string) error {
+	if s.renameHook != nil {
+		return s.renameHook(oldpath, newpath)
+	}
+	return os.Rename(oldpath, newpath)
 }
 
 var (

@@ -511,14 +511,14 @@ func TestDovecotUIDL(t *testing.T) {
 	for _, m := range list(t, md) {
 		got = append(got, m.UID)
 	}
-	want := []string{"000000074C0907B0", "0000001D4C0907B0", "my-old-uidl", "1400000000.M1P1.h"}
+	want := []string{"000000074c0907b0", "0000001d4c0907b0", "my-old-uidl", "1400000000.M1P1.h"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("UIDs = %v, want %v", got, want)
 	}
 
 	// Version 1 header.
 	uids, err := dovecotUIDLs(writeDir(t, "1 42 3\n1 a,S=1:2,\n2 b\n"))
-	if err != nil || uids["a,S=1"].uidl != "000000010000002A" || uids["b"].uidl != "000000020000002A" {
+	if err != nil || uids["a,S=1"].uidl != "000000010000002a" || uids["b"].uidl != "000000020000002a" {
 		t.Errorf("v1 uidlist = %v, %v", uids, err)
 	}
 }

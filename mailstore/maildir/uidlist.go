@@ -17,8 +17,10 @@ const uidlistName = "dovecot-uidlist"
 
 // dovecotUIDLs reads dir's dovecot-uidlist and returns, by base name, the
 // UIDL Dovecot's POP3 server shows with its default pop3_uidl_format
-// "%08Xu%08Xv" (uid and uidvalidity in upper-case hex), or the UIDL saved
-// in the entry's P extension. A missing file gives an empty map.
+// "%08Xu%08Xv" (uid and uidvalidity in 8-digit hex: Dovecot's X modifier
+// writes lower-case digits, "000000074c0907b0", as Debian's Dovecot 2.3
+// shows; see TestDovecotSameUIDLs), or the UIDL saved in the entry's P
+// extension. A missing file gives an empty map.
 func dovecotUIDLs(dir string) (map[string]dovecotEntry, error) {
 	f, err := os.Open(dir + "/" + uidlistName)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -59,7 +61,7 @@ func dovecotUIDLs(dir string) (map[string]dovecotEntry, error) {
 			continue
 		}
 		e := dovecotEntry{imapUID: uint32(uid)}
-		e.uidl = fmt.Sprintf("%08X%08X", uid, validity)
+		e.uidl = fmt.Sprintf("%08x%08x", uid, validity)
 		for _, x := range strings.Fields(exts) {
 			if p, ok := strings.CutPrefix(x, "P"); ok && mailstore.ValidUID(p) {
 				e.uidl = p
