@@ -29,42 +29,71 @@ type client struct {
 	undo func(stored []byte) ([]byte, error)
 	// note says, for the table, what expect and undo account for.
 	note string
+	// tls is how the client is configured to protect the session: ""
+	// (not at all; the server then has no certificate), "STLS" or
+	// "implicit" (pop3s). The server's log must agree.
+	tls string
+	// login is the login method every session must use, as popgate logs
+	// it (USER, APOP, AUTH CRAM-MD5, AUTH PLAIN).
+	login string
 }
 
 // clients lists the clients under test.
 func clients() []client {
+	const (
+		fetchmailNote = "LF line ends; its Received: header removed; its NUL+octet+LF after 8191 octets of a long line removed"
+		mpopNote      = "LF line ends (received_header off)"
+	)
+	fetchmailUndo := chain(dropFirstHeader("Received:", "(fetchmail-"), fetchmailLongLines)
 	return []client{
 		{
-			name: "fetchmail", need: []string{"fetchmail"}, fetch: fetchmail,
-			expect: toLF,
-			undo:   chain(dropFirstHeader("Received:", "(fetchmail-"), fetchmailLongLines),
-			note:   "LF line ends; its Received: header removed; its NUL+octet+LF after 8191 octets of a long line removed",
+			name: "fetchmail", need: []string{"fetchmail"}, fetch: fetchmail(fetchmailConfig{auth: "password"}),
+			expect: toLF, undo: fetchmailUndo, note: fetchmailNote, login: "USER",
 		},
 		{
-			name: "mpop", need: []string{"mpop"}, fetch: mpop,
-			expect: toLF,
-			note:   "LF line ends (received_header off)",
+			name: "fetchmail-stls-cram", need: []string{"fetchmail"}, fetch: fetchmail(fetchmailConfig{auth: "cram-md5", tls: "STLS"}),
+			expect: toLF, undo: fetchmailUndo, note: fetchmailNote, tls: "STLS", login: "AUTH CRAM-MD5",
+		},
+		{
+			name: "fetchmail-pop3s-cram", need: []string{"fetchmail"}, fetch: fetchmail(fetchmailConfig{auth: "cram-md5", tls: "implicit"}),
+			expect: toLF, undo: fetchmailUndo, note: fetchmailNote, tls: "implicit", login: "AUTH CRAM-MD5",
+		},
+		{
+			name: "mpop", need: []string{"mpop"}, fetch: mpop(mpopConfig{auth: "user"}),
+			expect: toLF, note: mpopNote, login: "USER",
+		},
+		{
+			name: "mpop-stls-cram", need: []string{"mpop"}, fetch: mpop(mpopConfig{auth: "cram-md5", tls: "STLS"}),
+			expect: toLF, note: mpopNote, tls: "STLS", login: "AUTH CRAM-MD5",
+		},
+		{
+			name: "mpop-pop3s-plain", need: []string{"mpop"}, fetch: mpop(mpopConfig{auth: "plain", tls: "implicit"}),
+			expect: toLF, note: mpopNote, tls: "implicit", login: "AUTH PLAIN",
 		},
 		{
 			name: "getmail6", need: []string{"getmail"}, fetch: getmail,
 			expect: toLF,
 			undo:   dropFirstHeader("Return-Path:", ""),
 			note:   "LF line ends; its Return-Path: header removed (delivered_to, received off)",
+			login:  "USER",
 		},
 		{
 			name: "curl", need: []string{"curl"}, fetch: curl,
 			expect: same,
 			note:   "exact CRLF octets",
+			login:  "AUTH CRAM-MD5",
 		},
 		{
 			name: "python-poplib", need: []string{"python3"}, fetch: python,
 			expect: same,
 			note:   "lines joined with CRLF by the test; poplib._MAXLINE raised",
+			login:  "USER",
 		},
 		{
 			name: "perl-Net::POP3", need: []string{"perl", "perl:Net::POP3"}, fetch: perl,
 			expect: toLF,
 			note:   "LF line ends (Net::Cmd)",
+			login:  "USER",
 		},
 	}
 }
@@ -150,48 +179,88 @@ func run(ctx context.Context, dir string, env []string, name string, args ...str
 	return nil
 }
 
-func fetchmail(ctx context.Context, s *server, work, out string, keep bool) error {
-	me, err := osuser.Current()
-	if err != nil {
-		return fmt.Errorf("current user: %w", err)
-	}
-	mda := filepath.Join(work, "mda.sh")
-	script := "#!/bin/sh\nexec cat > \"$(mktemp " + out + "/msg.XXXXXX)\"\n"
-	if err := os.WriteFile(mda, []byte(script), 0o700); err != nil {
-		return err
-	}
-	keepOpt := "nokeep"
-	if keep {
-		keepOpt = "keep"
-	}
-	rc := fmt.Sprintf("set no syslog\n"+
-		"poll 127.0.0.1 protocol POP3 port %s auth password timeout 60\n"+
-		"  user %q there with password %q is %q here\n"+
-		"  %s fetchall norewrite sslproto ''\n"+
-		"  mda %q\n", s.port, user, password, me.Username, keepOpt, mda)
-	rcFile := filepath.Join(work, "fetchmailrc")
-	if err := os.WriteFile(rcFile, []byte(rc), 0o600); err != nil {
-		return err
-	}
-	return run(ctx, work, []string{"HOME=" + work, "FETCHMAILHOME=" + work}, "fetchmail",
-		"--fetchmailrc", rcFile, "--pidfile", filepath.Join(work, "pid"), "--nodetach", "--nosyslog")
+// fetchmailConfig is how fetchmail is told to log in and protect the
+// session.
+type fetchmailConfig struct {
+	auth string // fetchmail's auth keyword: password, cram-md5
+	tls  string // "", "STLS" or "implicit"
 }
 
-func mpop(ctx context.Context, s *server, work, out string, keep bool) error {
-	for _, sub := range []string{"cur", "new", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(out, sub), 0o700); err != nil {
+func fetchmail(cfg fetchmailConfig) func(ctx context.Context, s *server, work, out string, keep bool) error {
+	return func(ctx context.Context, s *server, work, out string, keep bool) error {
+		me, err := osuser.Current()
+		if err != nil {
+			return fmt.Errorf("current user: %w", err)
+		}
+		mda := filepath.Join(work, "mda.sh")
+		script := "#!/bin/sh\nexec cat > \"$(mktemp " + out + "/msg.XXXXXX)\"\n"
+		if err := os.WriteFile(mda, []byte(script), 0o700); err != nil {
 			return err
 		}
+		keepOpt := "nokeep"
+		if keep {
+			keepOpt = "keep"
+		}
+		// sslproto '' turns TLS off (no opportunistic STLS); a version
+		// with sslcertck makes STLS mandatory, ssl makes it pop3s, and
+		// the certificate is checked against the test CA alone.
+		// fetchmail matches only DNS names, never an IP address, against
+		// the certificate, so it is told the name (sslcommonname) that
+		// the certificate has besides 127.0.0.1.
+		port, tlsOpts := s.port, "sslproto ''"
+		tlsCheck := fmt.Sprintf("sslproto 'tls1.2+' sslcertck sslcertfile %q sslcommonname interop.test", s.caFile)
+		switch cfg.tls {
+		case "STLS":
+			tlsOpts = tlsCheck
+		case "implicit":
+			port = s.tlsPort
+			tlsOpts = "ssl " + tlsCheck
+		}
+		rc := fmt.Sprintf("set no syslog\n"+
+			"poll 127.0.0.1 protocol POP3 port %s auth %s timeout 60\n"+
+			"  user %q there with password %q is %q here\n"+
+			"  %s fetchall norewrite %s\n"+
+			"  mda %q\n", port, cfg.auth, user, password, me.Username, keepOpt, tlsOpts, mda)
+		rcFile := filepath.Join(work, "fetchmailrc")
+		if err := os.WriteFile(rcFile, []byte(rc), 0o600); err != nil {
+			return err
+		}
+		return run(ctx, work, []string{"HOME=" + work, "FETCHMAILHOME=" + work}, "fetchmail",
+			"--fetchmailrc", rcFile, "--pidfile", filepath.Join(work, "pid"), "--nodetach", "--nosyslog")
 	}
-	onOff := map[bool]string{true: "on", false: "off"}
-	rc := fmt.Sprintf("defaults\naccount interop\nhost 127.0.0.1\nport %s\ntls off\nauth user\nuser %s\npassword %s\n"+
-		"delivery maildir %s\nkeep %s\nonly_new off\nreceived_header off\nuidls_file %s\naccount default : interop\n",
-		s.port, user, password, out, onOff[keep], filepath.Join(work, "uidls"))
-	rcFile := filepath.Join(work, "mpoprc")
-	if err := os.WriteFile(rcFile, []byte(rc), 0o600); err != nil {
-		return err
+}
+
+// mpopConfig is how mpop is told to log in and protect the session.
+type mpopConfig struct {
+	auth string // mpop's auth keyword: user, cram-md5, plain
+	tls  string // "", "STLS" or "implicit"
+}
+
+func mpop(cfg mpopConfig) func(ctx context.Context, s *server, work, out string, keep bool) error {
+	return func(ctx context.Context, s *server, work, out string, keep bool) error {
+		for _, sub := range []string{"cur", "new", "tmp"} {
+			if err := os.MkdirAll(filepath.Join(out, sub), 0o700); err != nil {
+				return err
+			}
+		}
+		port, tlsOpts := s.port, "tls off\n"
+		switch cfg.tls {
+		case "STLS":
+			tlsOpts = "tls on\ntls_starttls on\ntls_trust_file " + s.caFile + "\n"
+		case "implicit":
+			port = s.tlsPort
+			tlsOpts = "tls on\ntls_starttls off\ntls_trust_file " + s.caFile + "\n"
+		}
+		onOff := map[bool]string{true: "on", false: "off"}
+		rc := fmt.Sprintf("defaults\naccount interop\nhost 127.0.0.1\nport %s\n%sauth %s\nuser %s\npassword %s\n"+
+			"delivery maildir %s\nkeep %s\nonly_new off\nreceived_header off\nuidls_file %s\naccount default : interop\n",
+			port, tlsOpts, cfg.auth, user, password, out, onOff[keep], filepath.Join(work, "uidls"))
+		rcFile := filepath.Join(work, "mpoprc")
+		if err := os.WriteFile(rcFile, []byte(rc), 0o600); err != nil {
+			return err
+		}
+		return run(ctx, work, []string{"HOME=" + work}, "mpop", "--file="+rcFile, "--quiet", "interop")
 	}
-	return run(ctx, work, []string{"HOME=" + work}, "mpop", "--file="+rcFile, "--quiet", "interop")
 }
 
 func getmail(ctx context.Context, s *server, work, out string, keep bool) (err error) {

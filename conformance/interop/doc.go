@@ -13,6 +13,13 @@
 // is skipped, except under CI=true, where it is a failure (.ci/run
 // installs them with .ci/install-clients).
 //
+// fetchmail and mpop also run over TLS, upgrading with STLS and over
+// implicit TLS (pop3s), logging in with SASL (CRAM-MD5, PLAIN); the
+// server's certificate is signed by a CA made in the test, which the
+// clients are told to trust. Every run checks from popgate's log that
+// each login used the configured method, over the configured kind of
+// TLS or none.
+//
 // INTEROP_SUMMARY=FILE writes the per-client PASS/FAIL table to FILE;
 // INTEROP_COMMANDS=FILE writes, per client, the commands it sent, taken
 // from the sessions recorded with conformance.Recorder (docs/clients.md

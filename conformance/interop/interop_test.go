@@ -3,7 +3,10 @@ package interop
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +24,7 @@ import (
 // result is one row of the summary table.
 type result struct {
 	client, mode, status, detail string
+	login                        string // the logins popgate logged, summarised
 }
 
 // usage is what a client sent, from its recorded sessions.
@@ -52,13 +56,19 @@ func TestClients(t *testing.T) {
 					}
 					t.Skipf("%s: %s", c.name, r.detail)
 				}
-				s := startServer(t, msgs)
+				s := startServer(t, msgs, c.tls != "")
 				if err := check(t, c, s, msgs, keep); err != nil {
 					r.detail = err.Error()
 					t.Fatal(err)
 				}
 				if err := s.stop(); err != nil {
 					t.Errorf("stopping the server: %v", err)
+				}
+				login, err := checkLogins(c, s)
+				r.login = login
+				if err != nil {
+					r.detail = err.Error()
+					t.Fatal(err)
 				}
 				u := usages[c.name]
 				if u == nil {
@@ -68,7 +78,7 @@ func TestClients(t *testing.T) {
 				if err := u.add(s.traceDir); err != nil {
 					t.Errorf("reading the recorded sessions: %v", err)
 				}
-				if err := replayTraces(s.traceDir); err != nil {
+				if err := replayTraces(s, c.tls); err != nil {
 					r.detail = err.Error()
 					t.Fatal(err)
 				}
@@ -189,17 +199,57 @@ func check(t *testing.T, c client, s *server, msgs []message, keep bool) error {
 	return nil
 }
 
-// replayTraces replays every session recorded in dir (popgate --trace's
+// checkLogins checks, from popgate's log, that every session logged in
+// with the client's configured method and, for a TLS client, over the
+// configured kind of TLS (and otherwise not over TLS). It returns the
+// logins, summarised for the table.
+func checkLogins(c client, s *server) (string, error) {
+	logins, err := s.logins()
+	if err != nil {
+		return "", err
+	}
+	if len(logins) == 0 {
+		return "none", errors.New("popgate logged no login")
+	}
+	count := map[string]int{}
+	var kinds []string
+	var problems []string
+	for _, l := range logins {
+		k := l.String()
+		if count[k] == 0 {
+			kinds = append(kinds, k)
+		}
+		count[k]++
+		if l.method != c.login || l.tls != (c.tls != "") || l.tlsMode != c.tls {
+			problems = append(problems, fmt.Sprintf("a login was %s (tls=%t, TLS mode %q); want %s with TLS mode %q", l.method, l.tls, l.tlsMode, c.login, c.tls))
+		}
+	}
+	var parts []string
+	for _, k := range kinds {
+		parts = append(parts, fmt.Sprintf("%d×%s", count[k], k))
+	}
+	summary := strings.Join(parts, ",")
+	if len(problems) > 0 {
+		return summary, fmt.Errorf("%s: %s", c.name, strings.Join(problems, "; "))
+	}
+	return summary, nil
+}
+
+// replayTraces replays every session recorded by s (popgate --trace's
 // format) against a fresh popgate over an empty in-memory store, which
 // the runner seeds with the recorded fixtures: a real client's session
-// must become a passing regression test with no editing.
-func replayTraces(dir string) error {
-	files, err := filepath.Glob(filepath.Join(dir, "*.txtar"))
+// must become a passing regression test with no editing. The replaying
+// popgate has s's certificate, so that CAPA lists STLS as it did; a
+// session recorded over pop3s (tlsMode "implicit", recorded in clear
+// inside TLS) is replayed over pop3s, and one that used STLS was
+// recorded up to the STLS reply (the rest was encrypted).
+func replayTraces(s *server, tlsMode string) error {
+	files, err := filepath.Glob(filepath.Join(s.traceDir, "*.txtar"))
 	if err != nil {
 		return err
 	}
 	if len(files) == 0 {
-		return fmt.Errorf("no session was recorded in %s", dir)
+		return fmt.Errorf("no session was recorded in %s", s.traceDir)
 	}
 	for _, f := range files {
 		data, err := os.ReadFile(f)
@@ -209,22 +259,30 @@ func replayTraces(dir string) error {
 		if bytes.Contains(data, []byte(password)) {
 			return fmt.Errorf("%s: the password is in the recorded session", f)
 		}
-		s, err := conformance.Parse(f, data)
+		sc, err := conformance.Parse(f, data)
 		if err != nil {
 			return fmt.Errorf("a recorded session does not parse: %w", err)
 		}
 		st := memstore.New()
-		srv, err := pop3.New(pop3.Options{Store: st, Hostname: "replay.test"})
+		srv, err := pop3.New(pop3.Options{Store: st, Hostname: "replay.test", TLSConfig: s.tlsConfig})
 		if err != nil {
 			return err
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		tgt, err := conformance.NewStoreTarget(ctx, st, srv.ServeConn)
+		handler := srv.ServeConn
+		if tlsMode == "implicit" {
+			handler = func(ctx context.Context, c net.Conn) { srv.ServeConn(ctx, tls.Server(c, s.tlsConfig)) }
+		}
+		tgt, err := conformance.NewStoreTarget(ctx, st, handler)
 		if err != nil {
 			cancel()
 			return err
 		}
-		err = conformance.Run(ctx, s, tgt)
+		var target conformance.Target = tgt
+		if tlsMode == "implicit" {
+			target = tlsTarget{tgt, &tls.Config{RootCAs: s.caPool, ServerName: "interop.test", MinVersion: tls.VersionTLS12}}
+		}
+		err = conformance.Run(ctx, sc, target)
 		_ = tgt.Close()
 		cancel()
 		if err != nil {
@@ -232,6 +290,26 @@ func replayTraces(dir string) error {
 		}
 	}
 	return nil
+}
+
+// tlsTarget is a StoreTarget whose listener speaks implicit TLS: Dial
+// completes the handshake, verifying the server's certificate.
+type tlsTarget struct {
+	*conformance.StoreTarget
+	config *tls.Config
+}
+
+func (t tlsTarget) Dial(ctx context.Context) (net.Conn, error) {
+	c, err := t.StoreTarget.Dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tc := tls.Client(c, t.config)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("TLS handshake: %w", err)
+	}
+	return tc, nil
 }
 
 // keywordRE matches a POP3 command keyword (RFC 1939 §3: three or four
@@ -286,11 +364,15 @@ func (u *usage) add(traceDir string) error {
 
 func formatTable(results []result) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-16s %-7s %-5s %s\n", "client", "mode", "result", "accounted for / reason")
+	fmt.Fprintf(&b, "%-20s %-7s %-6s %-22s %s\n", "client", "mode", "result", "logins (method/TLS)", "accounted for / reason")
 	pass, fail, skip := 0, 0, 0
 	for _, r := range results {
 		detail, _, _ := strings.Cut(r.detail, "\n")
-		fmt.Fprintf(&b, "%-16s %-7s %-5s %s\n", r.client, r.mode, r.status, detail)
+		login := r.login
+		if login == "" {
+			login = "-"
+		}
+		fmt.Fprintf(&b, "%-20s %-7s %-6s %-22s %s\n", r.client, r.mode, r.status, login, detail)
 		switch r.status {
 		case "PASS":
 			pass++

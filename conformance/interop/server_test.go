@@ -3,7 +3,17 @@ package interop
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,6 +21,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
 
 	"popgate/conformance"
 	"popgate/mailstore"
@@ -98,13 +111,140 @@ type server struct {
 	port     string
 	maildir  string // alice's Maildir
 	traceDir string // each session, recorded
-	// stop closes the listener and waits for every session to end (and
+	// With TLS: tlsPort is the implicit-TLS (pop3s) listener's port, the
+	// plain one offers STLS, caFile is the PEM certificate of the CA
+	// that signed the server's, and tlsConfig is the server's TLS
+	// configuration (for the replays).
+	tlsPort   string
+	caFile    string
+	tlsConfig *tls.Config
+	caPool    *x509.CertPool
+	log       *logBuffer // popgate's log, JSON lines
+	// stop closes the listeners and waits for every session to end (and
 	// its transcript to be written); it may be called more than once.
 	stop func() error
 }
 
-// startServer starts popgate over a fresh Maildir and users file.
-func startServer(t *testing.T, msgs []message) *server {
+// testPKI is a throw-away CA and a server certificate it signed, for
+// 127.0.0.1, ::1, localhost and interop.test; made once per test binary.
+var testPKI = sync.OnceValues(func() (*pki, error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "popgate interop test CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	leafTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     []string{"localhost", "interop.test"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return &pki{
+		cert:  tls.Certificate{Certificate: [][]byte{leafDER, caDER}, PrivateKey: key},
+		caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		pool:  pool,
+	}, nil
+})
+
+type pki struct {
+	cert  tls.Certificate
+	caPEM []byte
+	pool  *x509.CertPool
+}
+
+// logBuffer collects popgate's log (zerolog writes one JSON object per
+// Write).
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// login is one successful login, from popgate's log.
+type login struct {
+	method  string // USER, APOP, AUTH PLAIN, AUTH CRAM-MD5, ...
+	tls     bool   // the login line carries tls=true
+	tlsMode string // how TLS was established on that connection: STLS, implicit or ""
+}
+
+func (l login) String() string {
+	if !l.tls {
+		return l.method
+	}
+	return l.method + "/" + map[string]string{"STLS": "STLS", "implicit": "pop3s"}[l.tlsMode]
+}
+
+// logins reads the successful logins from the server's log.
+func (s *server) logins() ([]login, error) {
+	s.log.mu.Lock()
+	data := append([]byte(nil), s.log.b.Bytes()...)
+	s.log.mu.Unlock()
+	modes := map[float64]string{} // connection id: TLS mode
+	var out []login
+	for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		var ev struct {
+			Message string  `json:"message"`
+			Conn    float64 `json:"conn"`
+			Method  string  `json:"method"`
+			TLS     bool    `json:"tls"`
+			Mode    string  `json:"mode"`
+		}
+		if err := json.Unmarshal(line, &ev); err != nil {
+			return nil, fmt.Errorf("a log line is not JSON: %q: %w", line, err)
+		}
+		switch ev.Message {
+		case "TLS established":
+			modes[ev.Conn] = ev.Mode
+		case "login":
+			out = append(out, login{method: ev.Method, tls: ev.TLS, tlsMode: modes[ev.Conn]})
+		}
+	}
+	return out, nil
+}
+
+// startServer starts popgate over a fresh Maildir and users file; with
+// withTLS the POP3 listener offers STLS and a second listener speaks
+// implicit TLS (pop3s).
+func startServer(t *testing.T, msgs []message, withTLS bool) *server {
 	t.Helper()
 	dir := t.TempDir()
 	entry, err := users.Entry(user, password, users.Plain)
@@ -135,12 +275,26 @@ func startServer(t *testing.T, msgs []message) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := pop3.New(pop3.Options{Store: st, Hostname: "interop.test"})
+	srvr := &server{maildir: md, traceDir: filepath.Join(dir, "trace"), log: &logBuffer{}}
+	opts := pop3.Options{Store: st, Hostname: "interop.test", Logger: zerolog.New(srvr.log)}
+	if withTLS {
+		p, err := testPKI()
+		if err != nil {
+			t.Fatal(err)
+		}
+		srvr.tlsConfig = &tls.Config{Certificates: []tls.Certificate{p.cert}, MinVersion: tls.VersionTLS12}
+		srvr.caPool = p.pool
+		srvr.caFile = filepath.Join(dir, "ca.pem")
+		if err := os.WriteFile(srvr.caFile, p.caPEM, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		opts.TLSConfig = srvr.tlsConfig
+	}
+	srv, err := pop3.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	traceDir := filepath.Join(dir, "trace")
-	rec, err := conformance.NewRecorder(traceDir)
+	rec, err := conformance.NewRecorder(srvr.traceDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,10 +304,31 @@ func startServer(t *testing.T, msgs []message) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srvr := &server{maildir: md, traceDir: traceDir}
 	srvr.addr = tgt.Addr()
 	_, srvr.port, _ = net.SplitHostPort(tgt.Addr())
-	srvr.stop = sync.OnceValue(tgt.Close)
+	closers := []func() error{tgt.Close}
+	if withTLS {
+		// pop3s: the recorder sits inside TLS, so the session is recorded
+		// in clear; popgate sees the *tls.Conn through it (NetConn).
+		tlsTgt, err := conformance.NewStoreTarget(context.Background(), st, func(ctx context.Context, c net.Conn) {
+			srv.ServeConn(ctx, rec.Wrap(tls.Server(c, srvr.tlsConfig), "pop3"))
+		})
+		if err != nil {
+			_ = tgt.Close()
+			t.Fatal(err)
+		}
+		_, srvr.tlsPort, _ = net.SplitHostPort(tlsTgt.Addr())
+		closers = append(closers, tlsTgt.Close)
+	}
+	srvr.stop = sync.OnceValue(func() error {
+		var errs []error
+		for _, c := range closers {
+			if err := c(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	})
 	t.Cleanup(func() {
 		if err := srvr.stop(); err != nil {
 			t.Error(err)
