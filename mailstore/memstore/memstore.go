@@ -101,41 +101,31 @@ func (s *Store) Deliver(_ context.Context, name, folderName string, msg []byte) 
 
 // Login checks name's password in constant time.
 func (s *Store) Login(_ context.Context, name, password string) (mailstore.Account, error) {
-	s.mu.Lock()
-	u, ok := s.users[name]
-	want := s.dummy
-	if ok {
-		want = u.password
-	}
-	s.mu.Unlock()
-	match := subtle.ConstantTimeCompare([]byte(want), []byte(password)) == 1
-	if !ok || !match {
-		return nil, fmt.Errorf("memstore: login %q: %w", name, mailstore.ErrAuthFailed)
-	}
-	return &account{s: s, name: name}, nil
+	return s.check("login", name, password, func(secret string) string { return secret })
 }
 
 // LoginAPOP checks an RFC 1939 APOP digest against name's password.
 func (s *Store) LoginAPOP(_ context.Context, name, timestamp, digest string) (mailstore.Account, error) {
-	s.mu.Lock()
-	u, ok := s.users[name]
-	secret := s.dummy
-	if ok {
-		secret = u.password
-	}
-	s.mu.Unlock()
-	sum := md5.Sum([]byte(timestamp + secret))
-	want := hex.EncodeToString(sum[:])
-	match := subtle.ConstantTimeCompare([]byte(want), []byte(digest)) == 1
-	if !ok || !match {
-		return nil, fmt.Errorf("memstore: APOP %q: %w", name, mailstore.ErrAuthFailed)
-	}
-	return &account{s: s, name: name}, nil
+	return s.check("APOP", name, digest, func(secret string) string {
+		sum := md5.Sum([]byte(timestamp + secret))
+		return hex.EncodeToString(sum[:])
+	})
 }
 
 // LoginCRAMMD5 checks an RFC 2195 CRAM-MD5 digest (hex HMAC-MD5 of the
 // challenge keyed with name's password).
 func (s *Store) LoginCRAMMD5(_ context.Context, name, challenge, digest string) (mailstore.Account, error) {
+	return s.check("CRAM-MD5", name, digest, func(secret string) string {
+		mac := hmac.New(md5.New, []byte(secret))
+		mac.Write([]byte(challenge))
+		return hex.EncodeToString(mac.Sum(nil))
+	})
+}
+
+// check compares got with want(password of name) in constant time. An
+// unknown user is checked against a dummy secret, so that it costs what a
+// wrong password costs.
+func (s *Store) check(method, name, got string, want func(secret string) string) (mailstore.Account, error) {
 	s.mu.Lock()
 	u, ok := s.users[name]
 	secret := s.dummy
@@ -143,12 +133,9 @@ func (s *Store) LoginCRAMMD5(_ context.Context, name, challenge, digest string) 
 		secret = u.password
 	}
 	s.mu.Unlock()
-	mac := hmac.New(md5.New, []byte(secret))
-	mac.Write([]byte(challenge))
-	want := hex.EncodeToString(mac.Sum(nil))
-	match := subtle.ConstantTimeCompare([]byte(want), []byte(digest)) == 1
+	match := subtle.ConstantTimeCompare([]byte(want(secret)), []byte(got)) == 1
 	if !ok || !match {
-		return nil, fmt.Errorf("memstore: CRAM-MD5 %q: %w", name, mailstore.ErrAuthFailed)
+		return nil, fmt.Errorf("memstore: %s %q: %w", method, name, mailstore.ErrAuthFailed)
 	}
 	return &account{s: s, name: name}, nil
 }
