@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/rs/zerolog"
@@ -99,7 +100,24 @@ func openStore(ctx context.Context, sc storeConfig, hostname string, log zerolog
 		if sc.upstreamInsec {
 			log.Warn().Str("store", sc.url).Msg("--upstream-insecure: the upstream's TLS certificate is NOT verified")
 		}
-		st, err := upstream.New(ctx, upstream.Options{
+		// With --users, credentials are mapped: local passwords are
+		// checked against the file, whose extra fields name the upstream
+		// account (upstream_user=, upstream_pass= or
+		// upstream_token_command=).
+		var db *users.DB
+		mode := "pass-through credentials"
+		if sc.usersFile != "" {
+			var err error
+			if db, err = users.Open(sc.usersFile); err != nil {
+				return nil, fmt.Errorf("--users: %w", err)
+			}
+			if fi, err := os.Stat(sc.usersFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+				log.Warn().Str("users", sc.usersFile).Str("mode", fi.Mode().Perm().String()).
+					Msg("--users holds upstream passwords in mapped mode: make it readable by popgate only (chmod 600)")
+			}
+			mode = "mapped credentials from " + sc.usersFile
+		}
+		opts := upstream.Options{
 			URL:        sc.url,
 			CAFile:     sc.upstreamCA,
 			Insecure:   sc.upstreamInsec,
@@ -109,11 +127,16 @@ func openStore(ctx context.Context, sc storeConfig, hostname string, log zerolog
 			// Connect once now, so a wrong host or an untrusted
 			// certificate stops the start instead of every login.
 			Probe: true,
-		})
+		}
+		if db != nil {
+			// A nil *users.DB in the interface would not be nil.
+			opts.Users = db
+		}
+		st, err := upstream.New(ctx, opts)
 		if err != nil {
 			return nil, fmt.Errorf("--store: %w", err)
 		}
-		return &openedStore{store: st, desc: sc.url + " (gateway, pass-through credentials)"}, nil
+		return &openedStore{store: st, users: db, desc: sc.url + " (gateway, " + mode + ")"}, nil
 	}
 	return nil, fmt.Errorf("--store %q: unknown store (want memory:, maildir:PATH, mbox:PATH, imaps://HOST, pop3s://HOST)", sc.url)
 }

@@ -69,7 +69,13 @@ func upstreamBodies(t *testing.T, c *imapclient.Client) [][]byte {
 	t.Helper()
 	var all imap.SeqSet
 	all.AddRange(1, 0)
-	if c.Mailbox().NumMessages == 0 {
+	// Select again rather than read c.Mailbox(): the client may not have
+	// recorded the earlier SELECT yet (a flake under -race).
+	sel, err := c.Select(mailstore.Inbox, nil).Wait()
+	if err != nil {
+		t.Fatalf("direct select: %v", err)
+	}
+	if sel.NumMessages == 0 {
 		return nil
 	}
 	sec := &imap.FetchItemBodySection{Peek: true}

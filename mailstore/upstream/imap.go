@@ -69,8 +69,16 @@ func (s *Store) connectIMAP(ctx context.Context) (*imapclient.Client, error) {
 	return c, nil
 }
 
-// dialIMAP connects and authenticates.
-func (s *Store) dialIMAP(ctx context.Context, user, password string) (*imapclient.Client, error) {
+// dialIMAP connects and authenticates with cr.
+func (s *Store) dialIMAP(ctx context.Context, cr *credential) (*imapclient.Client, error) {
+	var tok string
+	if cr.oauth() {
+		// Before dialing: a slow token command must not idle the upstream.
+		var err error
+		if tok, err = s.token(ctx, cr); err != nil {
+			return nil, err
+		}
+	}
 	c, err := s.connectIMAP(ctx)
 	if err != nil {
 		return nil, err
@@ -79,17 +87,25 @@ func (s *Store) dialIMAP(ctx context.Context, user, password string) (*imapclien
 	defer stop()
 	caps := c.Caps()
 	switch {
+	case cr.oauth():
+		var mech string
+		mech, err = chooseOAuth(cr, func(m string) bool { return caps.Has(imap.AuthCap(m)) })
+		if err != nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("upstream: %s: %w", s.addr, err)
+		}
+		err = c.Authenticate(saslFor(mech, cr.login, tok, s.tlsConf.ServerName))
 	case !caps.Has(imap.CapLoginDisabled):
-		err = c.Login(user, password).Wait()
+		err = c.Login(cr.login, cr.password).Wait()
 	case caps.Has(imap.AuthCap(sasl.Plain)):
-		err = c.Authenticate(sasl.NewPlainClient("", user, password))
+		err = c.Authenticate(sasl.NewPlainClient("", cr.login, cr.password))
 	default:
 		_ = c.Close()
 		return nil, fmt.Errorf("upstream: %s refuses LOGIN and offers no AUTH=PLAIN: %w", s.addr, mailstore.ErrPermanent)
 	}
 	if err != nil {
 		_ = c.Close()
-		return nil, imapLoginErr(ctx, user, err)
+		return nil, s.mappedErr(cr, imapLoginErr(ctx, cr.login, err))
 	}
 	return c, nil
 }
@@ -109,12 +125,12 @@ func imapLoginErr(ctx context.Context, user string, err error) error {
 	return ctxErr(ctx, fmt.Errorf("upstream: login %q: %w", sanitize(user), err))
 }
 
-func (s *Store) loginIMAP(ctx context.Context, user, password string) (mailstore.Account, error) {
-	c, err := s.dialIMAP(ctx, user, password)
+func (s *Store) loginIMAP(ctx context.Context, user string, cr *credential) (mailstore.Account, error) {
+	c, err := s.dialIMAP(ctx, cr)
 	if err != nil {
 		return nil, err
 	}
-	return &imapAccount{s: s, user: user, password: password, idle: c}, nil
+	return &imapAccount{s: s, user: user, cr: cr, idle: c}, nil
 }
 
 // logout ends c politely but without waiting long, and closes it.
@@ -137,9 +153,9 @@ func logout(c *imapclient.Client) {
 // imapAccount is an authenticated IMAP user. It keeps the login
 // connection for the next Folders or Open.
 type imapAccount struct {
-	s        *Store
-	user     string
-	password string
+	s    *Store
+	user string // the local login name
+	cr   *credential
 
 	mu     sync.Mutex
 	idle   *imapclient.Client
@@ -165,7 +181,7 @@ func (a *imapAccount) take(ctx context.Context) (*imapclient.Client, error) {
 		_ = c.Close()
 		a.s.log.Debug().Str("upstream", a.s.addr).Err(err).Msg("idle IMAP connection lost; dialing again")
 	}
-	return a.s.dialIMAP(ctx, a.user, a.password)
+	return a.s.dialIMAP(ctx, a.cr)
 }
 
 // give keeps c as the idle connection, or logs it out.
@@ -210,8 +226,8 @@ func (a *imapAccount) Folders(ctx context.Context) ([]string, error) {
 
 func (a *imapAccount) Open(ctx context.Context, folder string) (mailstore.Maildrop, error) {
 	fn := mailstore.FolderName(folder)
-	k := lockKey{user: a.user, folder: fn}
-	if err := a.s.lock(k, a.s.cred(a.password)); err != nil {
+	k := lockKey{user: a.cr.login, folder: fn}
+	if err := a.s.lock(k, a.s.holder(a.cr)); err != nil {
 		return nil, err
 	}
 	md, err := a.open(ctx, fn, k)
@@ -228,7 +244,7 @@ func (a *imapAccount) open(ctx context.Context, fn string, k lockKey) (*imapMail
 		return nil, err
 	}
 	stop := watch(ctx, c)
-	md := &imapMaildrop{s: a.s, user: a.user, folder: fn, key: k, c: c}
+	md := &imapMaildrop{s: a.s, user: a.cr.login, folder: fn, key: k, c: c}
 	if err := md.snapshot(ctx); err != nil {
 		stop()
 		_ = c.Close()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,10 +53,53 @@ func (s *Store) connectPOP3(ctx context.Context) (*pop3client.Client, error) {
 	}
 }
 
-// dialPOP3 connects and authenticates with USER/PASS. An upstream
-// [IN-USE] is retried briefly while retry says so, then reported as
-// ErrLocked.
-func (s *Store) dialPOP3(ctx context.Context, user, password string, retry func() bool) (*pop3client.Client, error) {
+// dialPOP3 connects and authenticates with cr: USER/PASS, or AUTH with
+// an OAuth2 mechanism. An upstream [IN-USE] is retried briefly while
+// retry says so, then reported as ErrLocked.
+func (s *Store) dialPOP3(ctx context.Context, cr *credential, retry func() bool) (*pop3client.Client, error) {
+	c, err := s.dialPOP3Once(ctx, cr, retry)
+	return c, s.mappedErr(cr, err)
+}
+
+// pop3Auth authenticates c with cr.
+func (s *Store) pop3Auth(c *pop3client.Client, cr *credential, tok string) (permanent, err error) {
+	if !cr.oauth() {
+		if err := c.User(cr.login); err != nil {
+			return nil, err
+		}
+		return nil, c.Pass(cr.password)
+	}
+	var offered map[string]bool
+	mech, err := chooseOAuth(cr, func(m string) bool {
+		if offered == nil {
+			offered = map[string]bool{}
+			capa, _ := c.Capa() // no CAPA: nothing offered
+			for _, l := range capa {
+				f := strings.Fields(strings.ToUpper(l))
+				if len(f) > 0 && f[0] == "SASL" {
+					for _, m := range f[1:] {
+						offered[m] = true
+					}
+				}
+			}
+		}
+		return offered[m]
+	})
+	if err != nil {
+		return fmt.Errorf("upstream: %s: %w", s.addr, err), nil
+	}
+	return nil, c.Auth(saslFor(mech, cr.login, tok, s.tlsConf.ServerName))
+}
+
+func (s *Store) dialPOP3Once(ctx context.Context, cr *credential, retry func() bool) (*pop3client.Client, error) {
+	user := cr.login
+	var tok string
+	if cr.oauth() {
+		var err error
+		if tok, err = s.token(ctx, cr); err != nil {
+			return nil, err
+		}
+	}
 	delay := 50 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		c, err := s.connectPOP3(ctx)
@@ -63,11 +107,12 @@ func (s *Store) dialPOP3(ctx context.Context, user, password string, retry func(
 			return nil, err
 		}
 		stop := watch(ctx, c)
-		err = c.User(user)
-		if err == nil {
-			err = c.Pass(password)
-		}
+		perm, err := s.pop3Auth(c, cr, tok)
 		stop()
+		if perm != nil {
+			_ = c.Close()
+			return nil, perm
+		}
 		if err == nil {
 			return c, nil
 		}
@@ -99,10 +144,10 @@ func (s *Store) dialPOP3(ctx context.Context, user, password string, retry func(
 	}
 }
 
-func (s *Store) loginPOP3(ctx context.Context, user, password string) (mailstore.Account, error) {
-	cred := s.cred(password)
-	k := lockKey{user: user, folder: mailstore.Inbox}
-	a := &pop3Account{s: s, user: user, password: password, cred: cred}
+func (s *Store) loginPOP3(ctx context.Context, user string, cr *credential) (mailstore.Account, error) {
+	cred := s.holder(cr)
+	k := lockKey{user: cr.login, folder: mailstore.Inbox}
+	a := &pop3Account{s: s, user: user, cr: cr, cred: cred}
 	// The upstream would answer [IN-USE] while our own session holds its
 	// lock: a password equal to that session's is accepted without asking,
 	// and Open then fails with ErrLocked as for any backend.
@@ -112,7 +157,7 @@ func (s *Store) loginPOP3(ctx context.Context, user, password string) (mailstore
 	// Retry an upstream [IN-USE] only while no session of ours holds the
 	// lock: then it is a connection we just dropped, or another client.
 	notHeld := func() bool { held, _ := s.lockState(k, nil); return !held }
-	c, err := s.dialPOP3(ctx, user, password, notHeld)
+	c, err := s.dialPOP3(ctx, cr, notHeld)
 	if err != nil {
 		if _, same := s.lockState(k, cred); same && errors.Is(err, mailstore.ErrLocked) {
 			return a, nil
@@ -127,10 +172,10 @@ func (s *Store) loginPOP3(ctx context.Context, user, password string) (mailstore
 // already in the upstream's TRANSACTION state, so it is the snapshot of
 // the first Open.
 type pop3Account struct {
-	s        *Store
-	user     string
-	password string
-	cred     []byte
+	s    *Store
+	user string // the local login name
+	cr   *credential
+	cred []byte
 
 	mu     sync.Mutex
 	idle   *pop3client.Client
@@ -160,14 +205,14 @@ func (a *pop3Account) take(ctx context.Context) (*pop3client.Client, error) {
 	}
 	// The caller holds our lock, so an upstream [IN-USE] is stale or
 	// another client's: retry it briefly.
-	return a.s.dialPOP3(ctx, a.user, a.password, func() bool { return true })
+	return a.s.dialPOP3(ctx, a.cr, func() bool { return true })
 }
 
 func (a *pop3Account) Open(ctx context.Context, folder string) (mailstore.Maildrop, error) {
 	if mailstore.FolderName(folder) != mailstore.Inbox {
 		return nil, fmt.Errorf("upstream: POP3 upstream has only INBOX, not %q: %w", folder, mailstore.ErrNoSuchFolder)
 	}
-	k := lockKey{user: a.user, folder: mailstore.Inbox}
+	k := lockKey{user: a.cr.login, folder: mailstore.Inbox}
 	if err := a.s.lock(k, a.cred); err != nil {
 		return nil, err
 	}
@@ -177,7 +222,7 @@ func (a *pop3Account) Open(ctx context.Context, folder string) (mailstore.Maildr
 		return nil, err
 	}
 	stop := watch(ctx, c)
-	md := &pop3Maildrop{s: a.s, user: a.user, key: k, c: c}
+	md := &pop3Maildrop{s: a.s, user: a.cr.login, key: k, c: c}
 	if err := md.snapshot(ctx); err != nil {
 		stop()
 		_ = c.Close()

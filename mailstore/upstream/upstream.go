@@ -5,11 +5,34 @@
 //
 // # Credentials
 //
-// Credentials pass through: the local USER/PASS are the upstream
-// account's. [Store.Login] dials the upstream, authenticates, and keeps
-// the connection for the first [mailstore.Account.Open]. A rejected login
-// is [mailstore.ErrAuthFailed]; network and TLS failures are plain wrapped
-// errors, which the front ends report as SYS/TEMP.
+// By default credentials pass through: the local USER/PASS are the
+// upstream account's. [Store.Login] dials the upstream, authenticates, and
+// keeps the connection for the first [mailstore.Account.Open]. A rejected
+// login is [mailstore.ErrAuthFailed]; network and TLS failures are plain
+// wrapped errors, which the front ends report as SYS/TEMP.
+//
+// With Options.Users, credentials are mapped. The local password is
+// checked against the users database first (a failure is ErrAuthFailed
+// and the upstream is not contacted), then the entry's extra fields say
+// how to log in upstream:
+//
+//	oldmac:{SHA512-CRYPT}$6$...::::::upstream_user=alice@example.com upstream_pass=APP-PASSWORD
+//	amiga:{SHA512-CRYPT}$6$...::::::upstream_user=bob@example.com upstream_token_command=/usr/local/bin/get-token
+//
+// upstream_pass is sent with LOGIN (AUTH=PLAIN when LOGIN is disabled) or
+// USER/PASS. upstream_token_command is run without a shell, with the
+// upstream login as its argument and POPGATE_USER / POPGATE_UPSTREAM_USER
+// in its environment, under Options.TokenTimeout; its standard output (at
+// most 16 KiB, one token) is an OAuth2 access token, sent with
+// OAUTHBEARER (RFC 7628) or XOAUTH2, whichever the upstream offers
+// (OAUTHBEARER first), or the one upstream_auth= names. The command's
+// standard error is discarded and its output is never logged; it runs at
+// every upstream login, so it should cache and refresh the token itself.
+// An upstream that rejects a mapped credential gives
+// [mailstore.ErrPermanent] (the administrator must fix the users file)
+// and a warning in the log; a failing token command a temporary error.
+// Maildrop locks, remembered sizes and POP3 seen-state belong to the
+// upstream account, so two local users mapped to one account share them.
 //
 // # IMAP upstreams (imaps://, imap:// with STARTTLS)
 //
@@ -153,6 +176,14 @@ type Options struct {
 	// Probe makes New connect once (TLS included) to check the upstream,
 	// so that a wrong host or an untrusted certificate fails at start-up.
 	Probe bool
+	// Users, if set, selects mapped credentials: the local USER/PASS are
+	// checked against Users (never sent upstream), and the entry's extra
+	// fields (KeyUser, KeyPass, KeyTokenCommand, KeyAuth) say how to log
+	// in upstream. Nil passes credentials through.
+	Users Users
+	// TokenTimeout bounds a token command. Zero means
+	// DefaultTokenTimeout.
+	TokenTimeout time.Duration
 }
 
 type protocol int
@@ -220,7 +251,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("upstream: URL scheme %q: want imaps, imap, pop3s or pop3", u.Scheme)
 	}
 	if u.User != nil {
-		return nil, errors.New("upstream: the URL must not carry credentials: local USER/PASS are passed through")
+		return nil, errors.New("upstream: the URL must not carry credentials: local USER/PASS are passed through, or mapped by Options.Users")
 	}
 	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
 		return nil, fmt.Errorf("upstream: URL %q: only scheme://host[:port] is supported", u.Redacted())
@@ -255,6 +286,9 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	}
 	if s.opts.Timeout <= 0 {
 		s.opts.Timeout = DefaultTimeout
+	}
+	if s.opts.TokenTimeout <= 0 {
+		s.opts.TokenTimeout = DefaultTokenTimeout
 	}
 
 	s.tlsConf = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
@@ -302,16 +336,37 @@ func validKeyword(k string) bool {
 // Addr is the upstream's host:port.
 func (s *Store) Addr() string { return s.addr }
 
-// Login authenticates user with password at the upstream and returns the
-// account. A rejected login is [mailstore.ErrAuthFailed].
+// Login authenticates user with password and returns the account. With
+// pass-through credentials the upstream checks them; in mapped mode
+// (Options.Users) they are checked locally first, and the upstream is
+// contacted only with the mapped account. A rejected login is
+// [mailstore.ErrAuthFailed].
 func (s *Store) Login(ctx context.Context, user, password string) (mailstore.Account, error) {
 	if user == "" || password == "" || strings.ContainsAny(user, "\r\n\x00") || strings.ContainsAny(password, "\r\n\x00") {
 		return nil, fmt.Errorf("upstream: login %q: %w", sanitize(user), mailstore.ErrAuthFailed)
 	}
-	if s.proto == protoPOP3 {
-		return s.loginPOP3(ctx, user, password)
+	cr := &credential{login: user, password: password}
+	if s.opts.Users != nil {
+		var err error
+		if cr, err = s.mappedLogin(ctx, user, password); err != nil {
+			return nil, err
+		}
 	}
-	return s.loginIMAP(ctx, user, password)
+	if s.proto == protoPOP3 {
+		return s.loginPOP3(ctx, user, cr)
+	}
+	return s.loginIMAP(ctx, user, cr)
+}
+
+// holder is what identifies the holder of a maildrop lock: the HMAC of
+// the password with pass-through credentials; in mapped mode every
+// session of the upstream account is the same holder (the local password
+// was checked already).
+func (s *Store) holder(c *credential) []byte {
+	if c.mapped {
+		return s.cred("\x00mapped")
+	}
+	return s.cred(c.password)
 }
 
 func (s *Store) probe(ctx context.Context) error {

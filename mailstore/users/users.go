@@ -11,7 +11,9 @@
 // in Dovecot. The schemes are PLAIN (or CLEARTEXT), SHA512-CRYPT,
 // SHA256-CRYPT, BLF-CRYPT, ARGON2ID, ARGON2I and CRYPT with a "$6$", "$5$",
 // "$2?$" or "$argon2..." secret. extra_fields are space-separated
-// key=value pairs, kept but not interpreted.
+// key=value pairs ([User.Extra]); this package keeps them, and the stores
+// that need them interpret them (the gateway store's mapped credentials:
+// upstream_user=, upstream_pass=, upstream_token_command=).
 //
 // [DB] implements the [Authenticator] seam that stores take: password
 // checks in constant time, a missing user costing what a wrong password

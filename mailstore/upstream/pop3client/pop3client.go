@@ -2,7 +2,7 @@
 // gateway store needs to fetch mail from a modern POP3 server, and what
 // popgate's tests use to drive a POP3 server as a mail client would.
 //
-// It speaks USER/PASS, CAPA (RFC 2449), STLS (RFC 2595), STAT, LIST, UIDL,
+// It speaks USER/PASS, AUTH (RFC 5034, with a go-sasl client), CAPA (RFC 2449), STLS (RFC 2595), STAT, LIST, UIDL,
 // RETR, TOP, DELE, RSET, NOOP and QUIT. Multi-line bodies (RETR, TOP) are
 // streamed: the reader removes the byte-stuffing dots and the terminating
 // line and returns every other octet exactly as the server sent it, CRLF
@@ -16,6 +16,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/emersion/go-sasl"
 )
 
 // maxLine bounds one reply line (RFC 1939 says 512 octets; servers that
@@ -133,6 +136,11 @@ func (c *Client) readStatus(cmd string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", cmd, err)
 	}
+	return parseStatus(cmd, line)
+}
+
+// parseStatus parses a status line.
+func parseStatus(cmd, line string) (string, error) {
 	switch {
 	case line == "+OK" || strings.HasPrefix(line, "+OK "):
 		return strings.TrimPrefix(strings.TrimPrefix(line, "+OK"), " "), nil
@@ -177,12 +185,8 @@ func (c *Client) exchange(name, line string) (string, error) {
 	if c.busy {
 		return "", fmt.Errorf("pop3client: %s: %w", name, ErrBusy)
 	}
-	c.arm()
-	if _, err := c.bw.WriteString(line + "\r\n"); err != nil {
-		return "", fmt.Errorf("pop3client: sending %s: %w", name, err)
-	}
-	if err := c.bw.Flush(); err != nil {
-		return "", fmt.Errorf("pop3client: sending %s: %w", name, err)
+	if err := c.send(name, line); err != nil {
+		return "", err
 	}
 	return c.readStatus(name)
 }
@@ -263,6 +267,69 @@ func (c *Client) Pass(password string) error {
 	}
 	_, err := c.exchange("PASS", "PASS "+password)
 	return err
+}
+
+// Auth runs an RFC 5034 AUTH exchange with mech: the initial response, if
+// any, goes on the AUTH line, and each "+ " challenge is answered with
+// mech.Next. A mechanism error cancels the exchange with "*". Nothing the
+// client sends (a token, a password) appears in errors.
+func (c *Client) Auth(mech sasl.Client) error {
+	name, ir, err := mech.Start()
+	if err != nil {
+		return fmt.Errorf("pop3client: AUTH: %w", err)
+	}
+	if name == "" || strings.ContainsAny(name, " \r\n\x00") {
+		return fmt.Errorf("pop3client: AUTH: bad mechanism name %q", name)
+	}
+	line := "AUTH " + name
+	if ir != nil {
+		if len(ir) == 0 {
+			line += " ="
+		} else {
+			line += " " + base64.StdEncoding.EncodeToString(ir)
+		}
+	}
+	if c.busy {
+		return fmt.Errorf("pop3client: AUTH: %w", ErrBusy)
+	}
+	for {
+		if err := c.send("AUTH", line); err != nil {
+			return err
+		}
+		reply, err := c.readLine()
+		if err != nil {
+			return fmt.Errorf("AUTH: %w", err)
+		}
+		if reply != "+" && !strings.HasPrefix(reply, "+ ") {
+			_, err := parseStatus("AUTH", reply)
+			return err
+		}
+		challenge, err := base64.StdEncoding.DecodeString(strings.TrimSpace(reply[1:]))
+		if err == nil {
+			var resp []byte
+			if resp, err = mech.Next(challenge); err == nil {
+				line = base64.StdEncoding.EncodeToString(resp)
+				continue
+			}
+		}
+		// Cancel; the server answers -ERR.
+		if serr := c.send("AUTH", "*"); serr == nil {
+			_, _ = c.readStatus("AUTH")
+		}
+		return fmt.Errorf("pop3client: AUTH %s: %w", name, err)
+	}
+}
+
+// send writes one line; only name appears in errors.
+func (c *Client) send(name, line string) error {
+	c.arm()
+	if _, err := c.bw.WriteString(line + "\r\n"); err != nil {
+		return fmt.Errorf("pop3client: sending %s: %w", name, err)
+	}
+	if err := c.bw.Flush(); err != nil {
+		return fmt.Errorf("pop3client: sending %s: %w", name, err)
+	}
+	return nil
 }
 
 // Stat returns the message count and total size.
