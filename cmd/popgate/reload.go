@@ -6,14 +6,23 @@ import (
 	"syscall"
 
 	"github.com/rs/zerolog"
-
-	"popgate/mailstore/users"
 )
 
-// reloadOnSIGHUP re-reads the users file on every SIGHUP, without dropping
-// sessions. A file that fails to load leaves the previous table in force.
-// The returned function stops watching.
-func reloadOnSIGHUP(db *users.DB, log zerolog.Logger) func() {
+// reloader is one thing SIGHUP re-reads: the users file, the TLS
+// certificate. reload fails without side effects, so that a bad file
+// leaves the previous version in force.
+type reloader struct {
+	what   string       // for the log: "users file", "TLS certificate"
+	reload func() error // re-read
+	detail func(*zerolog.Event)
+}
+
+// reloadOnSIGHUP re-reads every reloader on each SIGHUP, without dropping
+// sessions, and logs each outcome. The returned function stops watching.
+func reloadOnSIGHUP(log zerolog.Logger, rs ...reloader) func() {
+	if len(rs) == 0 {
+		return func() {}
+	}
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGHUP)
 	done := make(chan struct{})
@@ -23,11 +32,17 @@ func reloadOnSIGHUP(db *users.DB, log zerolog.Logger) func() {
 			case <-done:
 				return
 			case <-ch:
-				if err := db.Reload(); err != nil {
-					log.Error().Err(err).Msg("SIGHUP: users file not reloaded; the previous one stays in force")
-					continue
+				for _, r := range rs {
+					if err := r.reload(); err != nil {
+						log.Error().Err(err).Msgf("SIGHUP: %s not reloaded; the previous one stays in force", r.what)
+						continue
+					}
+					ev := log.Info()
+					if r.detail != nil {
+						r.detail(ev)
+					}
+					ev.Msgf("SIGHUP: %s reloaded", r.what)
 				}
-				log.Info().Int("users", db.Len()).Msg("SIGHUP: users file reloaded")
 			}
 		}
 	}()

@@ -63,7 +63,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	addEraFlags(fs, &cfg.eras)
 	fs.StringArrayVar(&cfg.pop109Addrs, "pop109", nil, "POP1 and POP2 on one listener `ADDR`, told apart by the first command (HELO: POP2, USER: POP1); the historical port 109")
 	fs.StringVar(&cfg.storeCfg.url, "store", "memory:", "mail store `URL`: memory: (the demo maildrop), maildir:PATH, mbox:PATH (PATH may hold %u), imaps://HOST[:PORT], imap://HOST, pop3s://HOST[:PORT], pop3://HOST")
-	fs.StringVar(&cfg.storeCfg.usersFile, "users", "", "Dovecot-style passwd-file `FILE` (user:{SCHEME}secret:...); needed by maildir: and mbox:, reloaded on SIGHUP")
+	fs.StringVar(&cfg.storeCfg.usersFile, "users", "", "Dovecot-style passwd-file `FILE` (user:{SCHEME}secret:...); needed by maildir: and mbox:; with a gateway --store, maps local users to upstream accounts (extra fields upstream_user=, upstream_pass= or upstream_token_command=); reloaded on SIGHUP")
 	fs.StringVar(&cfg.storeCfg.uidlFormat, "uidl-format", "basename", "maildir UIDLs: basename, or dovecot to reproduce Dovecot's from dovecot-uidlist")
 	fs.StringVar(&cfg.storeCfg.mboxFlavour, "mbox-flavour", "mboxo", "mbox From_ quoting: mboxo (Debian's Postfix and procmail) or mboxrd")
 	fs.StringVar(&cfg.storeCfg.mboxFolders, "mbox-folders", "", "mbox: `DIR` of a user's other folders, e.g. %h/mail (empty: INBOX only)")
@@ -164,16 +164,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	store, demo := opened.store, opened.demo
 	log.Info().Str("store", opened.desc).Msg("mail store ready")
-	if opened.users != nil {
-		stopReload := reloadOnSIGHUP(opened.users, log)
-		defer stopReload()
-	}
 
 	if err := cfg.tls.setup(cfg.hostname, cfg.demoListeners && cfg.tls.certFile == "", log); err != nil {
 		fmt.Fprintf(stderr, "popgate: %v\n", err)
 		return 1
 	}
-	defer reloadCertOnSIGHUP(cfg.tls.certs, log)()
+	reloaders := certReloader(cfg.tls.certs)
+	if db := opened.users; db != nil {
+		reloaders = append(reloaders, reloader{
+			what:   "users file",
+			reload: db.Reload,
+			detail: func(ev *zerolog.Event) { ev.Int("users", db.Len()) },
+		})
+	}
+	defer reloadOnSIGHUP(log, reloaders...)()
 
 	fes, err := newFrontEnds(cfg, store, log)
 	if err != nil {

@@ -12,10 +12,7 @@ import (
 	"math/big"
 	"net"
 	"net/netip"
-	"os"
-	"os/signal"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -153,34 +150,17 @@ func (c *certSource) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, err
 	return cert, nil
 }
 
-// reloadCertOnSIGHUP re-reads the certificate files on every SIGHUP. A
-// pair that fails to load leaves the previous one in use. The returned
-// function stops watching.
-func reloadCertOnSIGHUP(c *certSource, log zerolog.Logger) func() {
+// certReloader is the SIGHUP reloader of the certificate files, or none
+// when the certificate is not from files (the demo's).
+func certReloader(c *certSource) []reloader {
 	if c == nil || c.certFile == "" {
-		return func() {}
+		return nil
 	}
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGHUP)
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-done:
-				return
-			case <-ch:
-				if err := c.load(); err != nil {
-					log.Error().Err(err).Msg("SIGHUP: TLS certificate not reloaded; the previous one stays in use")
-					continue
-				}
-				log.Info().Str("cert", c.certFile).Msg("SIGHUP: TLS certificate reloaded")
-			}
-		}
-	}()
-	return func() {
-		signal.Stop(ch)
-		close(done)
-	}
+	return []reloader{{
+		what:   "TLS certificate",
+		reload: c.load,
+		detail: func(ev *zerolog.Event) { ev.Str("cert", c.certFile) },
+	}}
 }
 
 // selfSigned makes a throw-away ECDSA P-256 certificate for hostname,
