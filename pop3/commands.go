@@ -173,7 +173,7 @@ func (l capabilityList) check(t commandTable) error {
 	for _, capa := range l {
 		for _, v := range capa.verbs {
 			if t[v] == nil && v != "STLS" {
-				return fmt.Errorf("pop3: capability %s announces %s, which is not implemented", capa.tag, v)
+				return fmt.Errorf("pop3: capability %s announces %s, which this server does not offer", capa.tag, v)
 			}
 		}
 	}

@@ -83,7 +83,7 @@ func selectMechanisms(store mailstore.Store, names []string) ([]*mechanism, erro
 		}
 		switch {
 		case found == nil:
-			return nil, fmt.Errorf("pop3: SASL mechanism %q is not implemented (have PLAIN, LOGIN, CRAM-MD5)", n)
+			return nil, fmt.Errorf("pop3: SASL mechanism %q is unknown to popgate (it has PLAIN, LOGIN, CRAM-MD5)", n)
 		case !supported(found):
 			return nil, fmt.Errorf("pop3: SASL mechanism %s needs a store that implements mailstore.CRAMMD5Store; %T does not", found.name, store)
 		}
