@@ -251,10 +251,7 @@ func popFetch(t *testing.T, addr string) popView {
 			if l == "." {
 				return lines
 			}
-			if strings.HasPrefix(l, ".") {
-				l = l[1:]
-			}
-			lines = append(lines, l)
+			lines = append(lines, strings.TrimPrefix(l, "."))
 		}
 	}
 	var v popView
