@@ -326,6 +326,37 @@ func (m *imapMaildrop) snapshot(ctx context.Context) error {
 		return ctxErr(ctx, fmt.Errorf("upstream: UID FETCH sizes in %q: %w", m.folder, err))
 	}
 	sort.Slice(bufs, func(i, j int) bool { return bufs[i].UID < bufs[j].UID })
+	// Learn which messages lack a final line end, for those not checked
+	// in an earlier session of this process. The range checked grows to
+	// span this snapshot; a message hidden from it (by Window, or by
+	// \Deleted later cleared) that reappears inside the range is left to
+	// the message reader's size check.
+	checked := m.s.checkedEnds(m.key)
+	var unknown []tailCheck
+	span := endsChecked{validity: m.validity}
+	for _, b := range bufs {
+		if b.UID == 0 || b.RFC822Size <= 0 {
+			continue
+		}
+		u := uint32(b.UID)
+		if span.lo == 0 || u < span.lo {
+			span.lo = u
+		}
+		span.hi = max(span.hi, u)
+		if !checked.covers(m.validity, u) {
+			unknown = append(unknown, tailCheck{uid: b.UID, size: b.RFC822Size})
+		}
+	}
+	short, err := m.unterminated(unknown)
+	if err != nil {
+		return ctxErr(ctx, fmt.Errorf("upstream: UID FETCH message ends in %q: %w", m.folder, err))
+	}
+	if span.hi != 0 {
+		if checked.validity == m.validity && checked.hi != 0 {
+			span.lo, span.hi = min(span.lo, checked.lo), max(span.hi, checked.hi)
+		}
+		m.s.setCheckedEnds(m.key, span)
+	}
 	for _, b := range bufs {
 		if b.UID == 0 {
 			continue
@@ -337,6 +368,11 @@ func (m *imapMaildrop) snapshot(ctx context.Context) error {
 		size := b.RFC822Size
 		if n, ok := m.s.knownSize(sizeKey{m.user, m.folder, uid}); ok {
 			size = n
+		} else if short[b.UID] {
+			// mailstore.ToCRLF adds the final CRLF the upstream's
+			// RFC822.SIZE does not count.
+			size += 2
+			m.s.setSize(sizeKey{m.user, m.folder, uid}, size)
 		}
 		m.byUID[uid] = len(m.msgs)
 		m.msgs = append(m.msgs, imapMsg{uid: b.UID, info: mailstore.MessageInfo{
@@ -346,6 +382,88 @@ func (m *imapMaildrop) snapshot(ctx context.Context) error {
 		}})
 	}
 	return nil
+}
+
+// tailCheck is a message whose CRLF size is not known yet: its UID and
+// the upstream's RFC822.SIZE.
+type tailCheck struct {
+	uid  imap.UID
+	size int64
+}
+
+// tailWindow bounds the tail FETCH commands in flight at once.
+const tailWindow = 32
+
+// unterminated returns the messages of msgs that do not end in a line
+// end, whose CRLF form (mailstore.ToCRLF) is two octets longer than the
+// upstream's RFC822.SIZE. It fetches each message's last two octets
+// (BODY.PEEK[]<size-2.2>; the one octet of a one-octet message), one
+// UID FETCH per message, with up to tailWindow commands pipelined. A
+// message that ends in a bare LF is left alone: servers count a CRLF
+// for it, and the reader's sizeCheck corrects any other difference. A
+// message that vanished or answers nothing is left alone as well.
+//
+// Each command is drained by its own goroutine. Dovecot answers a
+// pipelined batch with all the untagged FETCH data first and the tagged
+// completions after, and the client library hands a literal to its
+// command synchronously; draining the commands one after another in
+// order would wait for a completion that sits behind a literal no one
+// is reading.
+func (m *imapMaildrop) unterminated(msgs []tailCheck) (map[imap.UID]bool, error) {
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	var (
+		mu       sync.Mutex
+		short    = make(map[imap.UID]bool)
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	slots := make(chan struct{}, tailWindow)
+	for _, t := range msgs {
+		slots <- struct{}{}
+		mu.Lock()
+		failed := firstErr != nil
+		mu.Unlock()
+		if failed {
+			<-slots
+			break // connection lost: the remaining commands would fail too
+		}
+		part := &imap.SectionPartial{Offset: t.size - 2, Size: 2}
+		if t.size < 2 {
+			part = &imap.SectionPartial{Offset: 0, Size: t.size}
+		}
+		cmd := m.c.Fetch(imap.UIDSetNum(t.uid), &imap.FetchOptions{
+			UID:         true,
+			BodySection: []*imap.FetchItemBodySection{{Peek: true, Partial: part}},
+		})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			bufs, err := cmd.Collect()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				var ie *imap.Error
+				if !errors.As(err, &ie) && firstErr == nil {
+					firstErr = err
+				}
+			}
+			for _, b := range bufs {
+				for _, sec := range b.BodySection {
+					if n := len(sec.Bytes); n > 0 && sec.Bytes[n-1] != '\n' {
+						short[b.UID] = true
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	return short, nil
 }
 
 func flagIn(flags []imap.Flag, f imap.Flag) bool {

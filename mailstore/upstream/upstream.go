@@ -56,6 +56,11 @@
 //     (per account, folder and unique-id) and announced from the next
 //     session on, and the session that found the difference gets
 //     [mailstore.ErrSizeMismatch] (POP3 closes; nothing is committed).
+//   - A message without a final line end is two octets longer in CRLF
+//     form than its RFC822.SIZE. The snapshot reads the last two octets
+//     of each message not checked before (BODY.PEEK[]<size-2.2>, pipelined)
+//     so that the CRLF size is announced from the first session on; the
+//     Store remembers the UID range it checked per folder.
 //   - Commit, delete mode "expunge" (the default): STORE +FLAGS.SILENT
 //     (\Deleted), then UID EXPUNGE (UIDPLUS or IMAP4rev2). Without UIDPLUS
 //     a plain EXPUNGE would also remove messages another client flagged
@@ -214,6 +219,7 @@ type Store struct {
 	mu    sync.Mutex
 	locks map[lockKey][]byte         // held locks → HMAC of the holder's password
 	sizes map[sizeKey]int64          // CRLF sizes that differ from the upstream's
+	ends  map[lockKey]endsChecked    // IMAP folders: UIDs whose message ends were checked
 	seen  map[string]map[string]bool // POP3 upstreams: user → retrieved UIDs
 }
 
@@ -235,6 +241,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		log:   opts.Logger,
 		locks: make(map[lockKey][]byte),
 		sizes: make(map[sizeKey]int64),
+		ends:  make(map[lockKey]endsChecked),
 		seen:  make(map[string]map[string]bool),
 	}
 	var port string
@@ -451,6 +458,35 @@ func (s *Store) knownSize(k sizeKey) (int64, bool) {
 	defer s.mu.Unlock()
 	n, ok := s.sizes[k]
 	return n, ok
+}
+
+// endsChecked records, for one IMAP folder, the UID range [lo, hi]
+// under UIDVALIDITY validity whose messages' last octets were checked:
+// any of them that lacks a final line end has its CRLF size in
+// Store.sizes. IMAP gives new messages ascending UIDs and never changes
+// a message, so a range is all a folder needs, however large.
+type endsChecked struct {
+	validity uint32
+	lo, hi   uint32
+}
+
+// covers reports whether uid under validity lies in the checked range.
+func (e endsChecked) covers(validity, uid uint32) bool {
+	return e.validity == validity && e.hi != 0 && e.lo <= uid && uid <= e.hi
+}
+
+// checkedEnds returns the checked range of k's folder.
+func (s *Store) checkedEnds(k lockKey) endsChecked {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ends[k]
+}
+
+// setCheckedEnds replaces the checked range of k's folder.
+func (s *Store) setCheckedEnds(k lockKey, e endsChecked) {
+	s.mu.Lock()
+	s.ends[k] = e
+	s.mu.Unlock()
 }
 
 func (s *Store) setSize(k sizeKey, n int64) {
