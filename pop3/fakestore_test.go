@@ -1,10 +1,10 @@
 package pop3
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 
 	"popgate/mailstore"
@@ -22,6 +22,7 @@ type fakeStore struct {
 	panicMsg  string // Login panics with it if set
 	committed *mailstore.Changes
 	closed    int
+	lf        bool // messages are served through mailstore.NewCRLFReader, as a Maildir does
 }
 
 type fakeMsg struct {
@@ -74,7 +75,10 @@ func (m fakeMaildrop) OpenMessage(_ context.Context, uid string) (io.ReadCloser,
 	}
 	for _, msg := range m.s.msgs {
 		if msg.uid == uid {
-			return io.NopCloser(bytes.NewReader([]byte(msg.data))), nil
+			if m.s.lf {
+				return io.NopCloser(mailstore.NewCRLFReader(strings.NewReader(msg.data))), nil
+			}
+			return io.NopCloser(strings.NewReader(msg.data)), nil
 		}
 	}
 	return nil, mailstore.ErrNoSuchMessage

@@ -1,0 +1,243 @@
+package pop3
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"popgate/mailstore"
+)
+
+// The server-side RETR benchmarks: one large message through the real
+// RETR code to a client that only counts octets and watches for the
+// terminator, and the same number of octets as raw writes on one
+// loopback TCP stream. Compare BenchmarkRetrBig with BenchmarkLoopback
+// from the same run; loopback throughput varies a lot from run to run.
+
+// benchSizes are the message sizes of the big-message benchmarks.
+var benchSizes = []int{20_000_000, 50_000_000}
+
+// bigLFMessage returns a message of about size octets with LF line ends,
+// lines of varying length and every 40th line starting with a dot, as a
+// Maildir holds it.
+func bigLFMessage(size int) []byte {
+	var b bytes.Buffer
+	b.Grow(size + 200)
+	b.WriteString("From: bench@example.test\nTo: big@example.test\nSubject: big\n\n")
+	const text = "The quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs. "
+	for i := 0; b.Len() < size; i++ {
+		if i%40 == 0 {
+			b.WriteByte('.')
+		}
+		n := 20 + (i*37)%(len(text)-20)
+		b.WriteString(text[:n])
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+// wireForm is the reference form of a RETR body on the wire: the
+// canonical CRLF form, dot-stuffed, with the terminator.
+func wireForm(msg []byte) []byte {
+	c := mailstore.ToCRLF(msg)
+	var b bytes.Buffer
+	b.Grow(len(c) + len(c)/32 + 3)
+	for len(c) > 0 {
+		i := bytes.IndexByte(c, '\n') + 1
+		if c[0] == '.' {
+			b.WriteByte('.')
+		}
+		b.Write(c[:i])
+		c = c[i:]
+	}
+	b.WriteString(".\r\n")
+	return b.Bytes()
+}
+
+// readReply reads one multi-line reply into the void: it returns the
+// octets read, status line included, once the last five end in the
+// terminator. After dot-stuffing, CRLF "." CRLF occurs nowhere else.
+func readReply(r io.Reader, buf []byte) (int64, error) {
+	var total int64
+	var tail [5]byte
+	have := 0
+	for {
+		n, err := r.Read(buf)
+		total += int64(n)
+		if n >= 5 {
+			copy(tail[:], buf[n-5:n])
+			have = 5
+		} else if n > 0 {
+			keep := min(have, 5-n)
+			copy(tail[:keep], tail[have-keep:have])
+			copy(tail[keep:], buf[:n])
+			have = keep + n
+		}
+		if have == 5 && string(tail[:]) == "\r\n.\r\n" {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// benchServer serves store on a loopback listener until the benchmark
+// ends and returns a logged-in connection.
+func benchServer(b *testing.B, store mailstore.Store) (net.Conn, *bufio.Reader) {
+	b.Helper()
+	srv, err := New(Options{Store: store, Hostname: "bench", Logger: zerolog.Nop(),
+		IdleTimeout: time.Minute, WriteTimeout: time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { srv.ServeConn(ctx, nc) })
+		}
+	})
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = nc.Close()
+		_ = ln.Close()
+		cancel()
+		wg.Wait()
+	})
+	br := bufio.NewReader(nc)
+	for _, cmd := range []string{"", "USER " + testUser, "PASS " + testPass} {
+		if cmd != "" {
+			if _, err := io.WriteString(nc, cmd+"\r\n"); err != nil {
+				b.Fatal(err)
+			}
+		}
+		line, err := br.ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "+OK") {
+			b.Fatalf("%q: %q, %v", cmd, line, err)
+		}
+	}
+	return nc, br
+}
+
+// BenchmarkRetrBig retrieves one large message over loopback TCP, the
+// message served as a Maildir serves it (LF, through
+// mailstore.NewCRLFReader) or as the memstore does (already CRLF).
+func BenchmarkRetrBig(b *testing.B) {
+	for _, size := range benchSizes {
+		lf := bigLFMessage(size)
+		crlfMsg := mailstore.ToCRLF(lf)
+		want := wireForm(lf)
+		for _, src := range []string{"lf", "crlf"} {
+			b.Run(fmt.Sprintf("src=%s/size=%dMB", src, size/1_000_000), func(b *testing.B) {
+				store := &fakeStore{msgs: []fakeMsg{{uid: "big", data: string(crlfMsg), size: -1}}}
+				if src == "lf" {
+					store.msgs[0] = fakeMsg{uid: "big", data: string(lf), size: int64(len(crlfMsg))}
+					store.lf = true
+				}
+				nc, br := benchServer(b, store)
+				status := "+OK " + strconv.Itoa(len(crlfMsg)) + " octets\r\n"
+				expect := int64(len(status) + len(want))
+				buf := make([]byte, 256*1024)
+				b.SetBytes(int64(len(want)))
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := io.WriteString(nc, "RETR 1\r\n"); err != nil {
+						b.Fatal(err)
+					}
+					n, err := readReply(br, buf)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if n != expect {
+						b.Fatalf("read %d octets, want %d", n, expect)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkLoopback is the ceiling for BenchmarkRetrBig: the same
+// request and reply pattern on one loopback TCP stream, the reply one
+// raw write of a pre-built buffer of the same size.
+func BenchmarkLoopback(b *testing.B) {
+	for _, size := range benchSizes {
+		b.Run(fmt.Sprintf("size=%dMB", size/1_000_000), func(b *testing.B) {
+			reply := wireForm(bigLFMessage(size))
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer func() { _ = ln.Close() }()
+			done := make(chan error, 1)
+			go func() {
+				nc, err := ln.Accept()
+				if err != nil {
+					done <- err
+					return
+				}
+				defer func() { _ = nc.Close() }()
+				var req [1]byte
+				for {
+					if _, err := io.ReadFull(nc, req[:]); err != nil {
+						if errors.Is(err, io.EOF) {
+							err = nil
+						}
+						done <- err
+						return
+					}
+					if _, err := nc.Write(reply); err != nil {
+						done <- err
+						return
+					}
+				}
+			}()
+			nc, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			buf := make([]byte, 256*1024)
+			b.SetBytes(int64(len(reply)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := nc.Write([]byte{'R'}); err != nil {
+					b.Fatal(err)
+				}
+				n, err := readReply(nc, buf)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if n != int64(len(reply)) {
+					b.Fatalf("read %d octets, want %d", n, len(reply))
+				}
+			}
+			_ = nc.Close()
+			if err := <-done; err != nil {
+				b.Fatal(err)
+			}
+		})
+	}
+}
