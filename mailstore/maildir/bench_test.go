@@ -6,12 +6,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // BenchmarkLoginList measures Login + Open + Messages + Close on a Maildir
 // of 1 000 and 10 000 messages (100 000 with POPGATE_BENCH_100K=1), named
 // without ,W= so that sizes must be counted: "cold" deletes the cache
-// before each login, "cached" uses it.
+// before each login, "cached" uses its sizes and UIDs but lists cur/
+// (which changed a moment ago), "reused" also reuses its listing of cur/
+// (unchanged for a minute).
 func BenchmarkLoginList(b *testing.B) {
 	sizes := []int{1000, 10000}
 	if os.Getenv("POPGATE_BENCH_100K") != "" {
@@ -47,14 +50,25 @@ func BenchmarkLoginList(b *testing.B) {
 			}
 			b.ReportMetric(float64(s.sizeReads.Load()-before)/float64(b.N), "files-read/op")
 		})
-		b.Run(fmt.Sprintf("n=%d/cached", n), func(b *testing.B) {
-			loginList(b) // make sure the cache exists
-			before := s.sizeReads.Load()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				loginList(b)
-			}
-			b.ReportMetric(float64(s.sizeReads.Load()-before)/float64(b.N), "files-read/op")
-		})
+		cur := filepath.Join(root, "cur")
+		for _, mode := range []string{"cached", "reused"} {
+			b.Run(fmt.Sprintf("n=%d/%s", n, mode), func(b *testing.B) {
+				when := time.Now() // cur/ just changed: its listing cannot be reused
+				if mode == "reused" {
+					when = when.Add(-time.Minute)
+				}
+				if err := os.Chtimes(cur, when, when); err != nil {
+					b.Fatal(err)
+				}
+				loginList(b) // make sure the cache exists, with this listing
+				before, reused := s.sizeReads.Load(), s.listingsReused.Load()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					loginList(b)
+				}
+				b.ReportMetric(float64(s.sizeReads.Load()-before)/float64(b.N), "files-read/op")
+				b.ReportMetric(float64(s.listingsReused.Load()-reused)/float64(b.N), "listings-reused/op")
+			})
+		}
 	}
 }

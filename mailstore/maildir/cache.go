@@ -1,52 +1,101 @@
 package maildir
 
 import (
-	"bufio"
-	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"popgate/mailstore"
 )
 
 // The cache file, one per folder directory, keeps what popgate must not
 // recompute at every login: each message's CRLF size, its UID (so that a
-// UID never changes once shown) and its place in delivery order. It is
-// text:
+// UID never changes once shown), its place in delivery order and its
+// current file name in cur/. It is text:
 //
-//	popgate-maildir-cache 1
+//	popgate-maildir-cache 2
 //	next <seq>
-//	<seq> <size> <uid> <base name, Go-quoted>
+//	cur <mtime> <listed>
+//	<seq> <size> <uid> <file name>
+//	...
+//	end
+//
+// The "cur" line stamps the listing the names come from: cur/'s
+// modification time before it was read and the time the reading began,
+// both in nanoseconds since 1970. A file name is written as it is unless
+// it holds a byte outside '!'..'~' or a '"' or '\', in which case it is
+// Go-quoted (and then begins with '"'). Version 1 files, which kept the
+// base name (quoted) and no stamp, are still read; the next write
+// upgrades them.
 //
 // It is replaced atomically (write a temporary file, fsync, rename, fsync
 // the directory), so a crash leaves the old or the new version. A missing
 // or unreadable cache is rebuilt.
 const (
-	cacheName   = "popgate-cache"
-	cacheTmp    = "popgate-cache.tmp."
-	cacheHeader = "popgate-maildir-cache 1"
+	cacheName     = "popgate-cache"
+	cacheTmp      = "popgate-cache.tmp."
+	cacheHeader   = "popgate-maildir-cache 2"
+	cacheHeaderV1 = "popgate-maildir-cache 1"
 )
+
+// stableAfter is how long cur/ must have been unchanged before it was
+// listed for the listing to be reused without reading cur/ again. A
+// change made after the listing began then always gives cur/ a
+// modification time different from the one recorded, even on a file
+// system that keeps times in whole seconds (or two, as FAT does) or
+// takes them from a coarse clock.
+const stableAfter = 3 * time.Second
 
 // cacheEntry is what the cache knows about one message.
 type cacheEntry struct {
 	seq  uint64
 	size int64
 	uid  string
+	name string // the file name in cur/ at the last listing; "" if unknown (version 1)
+	base string // the name up to the ':' info separator
+}
+
+// listStamp identifies a listing of cur/: its modification time before
+// the listing and when the listing began (nanoseconds; 0: none).
+type listStamp struct{ mtime, listed int64 }
+
+// reusable reports whether a listing stamped s still describes cur/ now
+// that cur/ has modification time mtime.
+func (s listStamp) reusable(mtime int64) bool {
+	return s.listed != 0 && s.mtime == mtime && s.listed-s.mtime >= int64(stableAfter)
 }
 
 // cache is the parsed cache file of a folder.
 type cache struct {
-	next    uint64 // the next sequence number to hand out
-	entries map[string]cacheEntry
+	next  uint64 // the next sequence number to hand out
+	stamp listStamp
+	// list holds the entries in file (delivery) order as parsed; entries,
+	// built from it on first use by index, is the form that changes.
+	list    []cacheEntry
+	byUID   map[string]int        // UID → index in list, as parsed
+	entries map[string]cacheEntry // by base name
 }
 
 func newCache() *cache { return &cache{next: 1, entries: make(map[string]cacheEntry)} }
+
+// index returns the entries by base name, building the map on first use.
+func (c *cache) index() map[string]cacheEntry {
+	if c.entries == nil {
+		c.entries = make(map[string]cacheEntry, len(c.list))
+		for _, e := range c.list {
+			c.entries[e.base] = e
+		}
+		c.list, c.byUID = nil, nil
+	}
+	return c.entries
+}
 
 // readCache loads dir's cache. A missing file gives an empty cache; a
 // malformed one gives an empty cache and an error to log.
@@ -65,75 +114,149 @@ func readCache(dir string) (*cache, error) {
 	return c, nil
 }
 
+// parseCache parses a cache file of either version. The strings of the
+// result share one copy of data, so parsing allocates little per line.
 func parseCache(data []byte) (*cache, error) {
-	lines := bytes.Count(data, []byte{'\n'})
-	c := &cache{next: 1, entries: make(map[string]cacheEntry, lines)}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
-	if !sc.Scan() || sc.Text() != cacheHeader {
+	text := string(data)
+	line := func() (string, bool) {
+		i := strings.IndexByte(text, '\n')
+		if i < 0 {
+			return "", false
+		}
+		l := text[:i]
+		text = text[i+1:]
+		return l, true
+	}
+	header, ok := line()
+	v1 := header == cacheHeaderV1
+	if !ok || (header != cacheHeader && !v1) {
 		return nil, fmt.Errorf("bad header")
 	}
-	if !sc.Scan() {
-		return nil, fmt.Errorf("missing next line")
-	}
-	nextStr, ok := strings.CutPrefix(sc.Text(), "next ")
-	if !ok {
+	l, ok := line()
+	nextStr, ok2 := strings.CutPrefix(l, "next ")
+	if !ok || !ok2 {
 		return nil, fmt.Errorf("bad next line")
 	}
 	next, err := strconv.ParseUint(nextStr, 10, 64)
 	if err != nil {
 		return nil, fmt.Errorf("bad next: %w", err)
 	}
-	c.next = next
+	c := &cache{next: next, list: make([]cacheEntry, 0, strings.Count(text, "\n"))}
+	n := 3
+	if !v1 {
+		l, ok := line()
+		rest, ok2 := strings.CutPrefix(l, "cur ")
+		mtStr, lsStr, ok3 := strings.Cut(rest, " ")
+		if !ok || !ok2 || !ok3 {
+			return nil, fmt.Errorf("bad cur line")
+		}
+		mt, err1 := strconv.ParseInt(mtStr, 10, 64)
+		ls, err2 := strconv.ParseInt(lsStr, 10, 64)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("bad cur line: %w", err)
+		}
+		c.stamp = listStamp{mtime: mt, listed: ls}
+		n++
+	}
 	complete := false
-	uids := make(map[string]bool, lines)
-	for n := 3; sc.Scan(); n++ {
-		line := sc.Text()
-		if line == "end" {
-			complete = true
+	var prev uint64
+	for ; ; n++ {
+		l, ok := line()
+		if !ok {
 			break
 		}
-		seqStr, rest, ok1 := strings.Cut(line, " ")
+		if l == "end" {
+			complete = text == ""
+			break
+		}
+		seqStr, rest, ok1 := strings.Cut(l, " ")
 		sizeStr, rest, ok2 := strings.Cut(rest, " ")
-		uid, quoted, ok3 := strings.Cut(rest, " ")
-		if !ok1 || !ok2 || !ok3 {
+		uid, name, ok3 := strings.Cut(rest, " ")
+		if !ok1 || !ok2 || !ok3 || name == "" {
 			return nil, fmt.Errorf("line %d: malformed", n)
 		}
 		seq, err1 := strconv.ParseUint(seqStr, 10, 64)
 		size, err2 := strconv.ParseInt(sizeStr, 10, 64)
-		base, err3 := strconv.Unquote(quoted)
-		if err := errors.Join(err1, err2, err3); err != nil || size < 0 || seq >= c.next ||
-			!mailstore.ValidUID(uid) || uids[uid] {
+		var err3 error
+		if v1 || name[0] == '"' {
+			name, err3 = strconv.Unquote(name)
+		}
+		if err := errors.Join(err1, err2, err3); err != nil || size < 0 || seq >= c.next || seq <= prev ||
+			name == "" || !mailstore.ValidUID(uid) {
 			return nil, fmt.Errorf("line %d: malformed", n)
 		}
-		uids[uid] = true
-		c.entries[base] = cacheEntry{seq: seq, size: size, uid: uid}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("scanning: %w", err)
+		prev = seq
+		e := cacheEntry{seq: seq, size: size, uid: uid}
+		if v1 {
+			e.base = name
+		} else {
+			e.name = name
+			e.base = parseName(name).base
+		}
+		c.list = append(c.list, e)
 	}
 	if !complete {
 		return nil, fmt.Errorf("truncated (no end line)")
 	}
+	// UIDs must be unique; sequence numbers are, since they ascend.
+	c.byUID = make(map[string]int, len(c.list))
+	for i, e := range c.list {
+		if _, dup := c.byUID[e.uid]; dup {
+			return nil, fmt.Errorf("uid %q listed twice", e.uid)
+		}
+		c.byUID[e.uid] = i
+	}
 	return c, nil
 }
 
-// marshal renders the cache in sequence order.
+// marshal renders the cache in sequence order, in version 2.
 func (c *cache) marshal() []byte {
-	bases := make([]string, 0, len(c.entries))
-	for b := range c.entries {
-		bases = append(bases, b)
+	list := c.list
+	if c.entries != nil {
+		list = make([]cacheEntry, 0, len(c.entries))
+		for _, e := range c.entries {
+			list = append(list, e)
+		}
+		slices.SortFunc(list, func(a, b cacheEntry) int { return cmp.Compare(a.seq, b.seq) })
 	}
-	sort.Slice(bases, func(i, j int) bool { return c.entries[bases[i]].seq < c.entries[bases[j]].seq })
-	var buf bytes.Buffer
-	buf.Grow(len(bases)*96 + 64)
-	fmt.Fprintf(&buf, "%s\nnext %d\n", cacheHeader, c.next)
-	for _, b := range bases {
-		e := c.entries[b]
-		fmt.Fprintf(&buf, "%d %d %s %s\n", e.seq, e.size, e.uid, strconv.Quote(b))
+	stamp := c.stamp
+	for _, e := range list {
+		if e.name == "" {
+			stamp = listStamp{} // names unknown: the listing cannot be reused
+			break
+		}
 	}
-	buf.WriteString("end\n")
-	return buf.Bytes()
+	buf := make([]byte, 0, len(list)*96+96)
+	buf = fmt.Appendf(buf, "%s\nnext %d\ncur %d %d\n", cacheHeader, c.next, stamp.mtime, stamp.listed)
+	for _, e := range list {
+		buf = strconv.AppendUint(buf, e.seq, 10)
+		buf = append(buf, ' ')
+		buf = strconv.AppendInt(buf, e.size, 10)
+		buf = append(buf, ' ')
+		buf = append(buf, e.uid...)
+		buf = append(buf, ' ')
+		name := e.name
+		if name == "" {
+			name = e.base // a version 1 entry never listed since: its base still names it
+		}
+		if plainName(name) {
+			buf = append(buf, name...)
+		} else {
+			buf = strconv.AppendQuote(buf, name)
+		}
+		buf = append(buf, '\n')
+	}
+	return append(buf, "end\n"...)
+}
+
+// plainName reports whether a file name can be written unquoted.
+func plainName(name string) bool {
+	for i := 0; i < len(name); i++ {
+		if b := name[i]; b < '!' || b > '~' || b == '"' || b == '\\' {
+			return false
+		}
+	}
+	return name != ""
 }
 
 // write replaces dir's cache atomically: temporary file, fsync, rename,

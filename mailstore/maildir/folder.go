@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"popgate/mailstore"
 )
@@ -119,14 +120,27 @@ func (s *Store) snapshot(ctx context.Context, dir string) (*maildrop, error) {
 	if err := s.moveNew(ctx, dir, cur); err != nil {
 		return nil, err
 	}
-	entries, err := readDirUnsorted(cur)
+	st, err := os.Stat(cur)
 	if err != nil {
 		return nil, permanent(fmt.Errorf("reading %s: %w", cur, err))
 	}
+	mtime := st.ModTime().UnixNano()
 	c, cerr := readCache(dir)
 	if cerr != nil {
 		s.log.Warn().Err(cerr).Str("dir", dir).Msg("rebuilding maildir cache")
 	}
+	if cerr == nil && c.entries == nil && c.stamp.reusable(mtime) {
+		// cur/ has not changed since a listing made when it had been
+		// stable for a while: the cache's names are cur/'s.
+		s.listingsReused.Add(1)
+		return s.reuseListing(dir, cur, c), nil
+	}
+	listed := time.Now().UnixNano()
+	entries, err := readDirUnsorted(cur)
+	if err != nil {
+		return nil, permanent(fmt.Errorf("reading %s: %w", cur, err))
+	}
+	idx := c.index()
 	var dove map[string]dovecotEntry
 	if s.opts.UIDLFormat == UIDLDovecot {
 		if dove, err = dovecotUIDLs(dir); err != nil {
@@ -147,7 +161,7 @@ func (s *Store) snapshot(ctx context.Context, dir string) (*maildrop, error) {
 			continue
 		}
 		present[fn.base] = fn
-		if _, ok := c.entries[fn.base]; !ok {
+		if _, ok := idx[fn.base]; !ok {
 			fresh = append(fresh, fn)
 		}
 	}
@@ -155,13 +169,19 @@ func (s *Store) snapshot(ctx context.Context, dir string) (*maildrop, error) {
 	// used (the UIDs taken) is needed only to name fresh messages.
 	var used map[string]bool
 	if len(fresh) > 0 {
-		used = make(map[string]bool, len(c.entries)+len(fresh))
+		used = make(map[string]bool, len(idx)+len(fresh))
 	}
-	for base, e := range c.entries {
-		if _, ok := present[base]; !ok {
-			delete(c.entries, base)
+	for base, e := range idx {
+		fn, ok := present[base]
+		if !ok {
+			delete(idx, base)
 			changed = true
 			continue
+		}
+		if e.name != fn.name {
+			e.name = fn.name // flags changed, or a version 1 entry
+			idx[base] = e
+			changed = true
 		}
 		if used != nil {
 			used[e.uid] = true
@@ -220,9 +240,16 @@ func (s *Store) snapshot(ctx context.Context, dir string) (*maildrop, error) {
 			uid = hashedUID(fn.base + "\x00" + strconv.FormatUint(c.next, 10))
 		}
 		used[uid] = true
-		c.entries[fn.base] = cacheEntry{seq: c.next, size: size, uid: uid}
+		idx[fn.base] = cacheEntry{seq: c.next, size: size, uid: uid, name: fn.name, base: fn.base}
 		c.next++
 		changed = true
+	}
+	// Record this listing; it is worth a write of its own only once it
+	// can be reused.
+	stamp := listStamp{mtime: mtime, listed: listed}
+	if stamp != c.stamp {
+		changed = changed || stamp.reusable(mtime)
+		c.stamp = stamp
 	}
 	if changed {
 		if err := c.write(dir, s.pid); err != nil {
@@ -232,7 +259,7 @@ func (s *Store) snapshot(ctx context.Context, dir string) (*maildrop, error) {
 
 	md := &maildrop{s: s, dir: dir, cur: cur, cache: c, msgs: make([]message, 0, len(present))}
 	for base, fn := range present {
-		e := c.entries[base]
+		e := idx[base]
 		md.msgs = append(md.msgs, message{uid: e.uid, fn: fn, size: e.size, seq: e.seq})
 	}
 	slices.SortFunc(md.msgs, func(a, b message) int { return cmp.Compare(a.seq, b.seq) })
@@ -241,6 +268,16 @@ func (s *Store) snapshot(ctx context.Context, dir string) (*maildrop, error) {
 		md.byUID[m.uid] = i
 	}
 	return md, nil
+}
+
+// reuseListing builds the maildrop from the cache alone, without reading
+// cur/: the cache's entries, in delivery order, are cur/'s files.
+func (s *Store) reuseListing(dir, cur string, c *cache) *maildrop {
+	md := &maildrop{s: s, dir: dir, cur: cur, cache: c, msgs: make([]message, len(c.list)), byUID: c.byUID}
+	for i, e := range c.list {
+		md.msgs[i] = message{uid: e.uid, fn: parseName(e.name), size: e.size, seq: e.seq}
+	}
+	return md
 }
 
 // readDirUnsorted lists dir in directory order: os.ReadDir would sort by
@@ -413,9 +450,10 @@ func (m *maildrop) correct(i int, size int64) {
 	}
 	m.s.log.Warn().Str("dir", m.cur).Str("file", msg.fn.name).Int64("announced", msg.size).Int64("actual", size).
 		Msg("message size differs from its ,W= field; cache corrected")
-	if e, ok := m.cache.entries[msg.fn.base]; ok {
+	idx := m.cache.index()
+	if e, ok := idx[msg.fn.base]; ok {
 		e.size = size
-		m.cache.entries[msg.fn.base] = e
+		idx[msg.fn.base] = e
 		m.cacheDirty = true
 	}
 }
@@ -464,7 +502,7 @@ func (m *maildrop) Commit(ctx context.Context, c mailstore.Changes) error {
 			errs = append(errs, fmt.Errorf("maildir: deleting %s: %w", m.msgs[i].fn.name, err))
 			continue
 		}
-		delete(m.cache.entries, m.msgs[i].fn.base)
+		delete(m.cache.index(), m.msgs[i].fn.base)
 		m.cacheDirty = true
 		changed = true
 	}

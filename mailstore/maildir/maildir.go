@@ -89,6 +89,9 @@ type Store struct {
 	// sizeReads counts message files opened to compute a size; tests use
 	// it to check that a cached login opens none.
 	sizeReads atomic.Int64
+	// listingsReused counts snapshots that reused the cache's listing of
+	// cur/ instead of reading the directory; tests check it.
+	listingsReused atomic.Int64
 	// removeHook and renameHook, when set, replace os.Remove and os.Rename
 	// for the unlinks and flag renames of Commit. They are failure
 	// injection for tests (a commit failing with ENOSPC or EIO, which a

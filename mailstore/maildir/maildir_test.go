@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -626,23 +627,193 @@ func TestCancelledContext(t *testing.T) {
 
 func TestParseCache(t *testing.T) {
 	c := newCache()
-	c.entries["a b\n"] = cacheEntry{seq: 1, size: 10, uid: "u1"}
-	c.entries["x"] = cacheEntry{seq: 2, size: 0, uid: "u2"}
-	c.next = 3
-	back, err := parseCache(c.marshal())
-	if err != nil || len(back.entries) != 2 || back.entries["a b\n"] != c.entries["a b\n"] || back.next != 3 {
-		t.Fatalf("round trip = %+v, %v", back, err)
+	for _, e := range []cacheEntry{
+		{seq: 1, size: 10, uid: "u1", name: "a b\n:2,S"},
+		{seq: 2, size: 0, uid: "u2", name: "x,W=0:2,"},
+		{seq: 4, size: 7, uid: "u3", name: `q"uote\`},
+	} {
+		e.base = parseName(e.name).base
+		c.entries[e.base] = e
 	}
+	c.next = 5
+	c.stamp = listStamp{mtime: 1, listed: int64(10 * time.Second)}
 	data := c.marshal()
+	back, err := parseCache(data)
+	if err != nil {
+		t.Fatalf("parseCache(%q) = %v", data, err)
+	}
+	if back.next != 5 || back.stamp != c.stamp || len(back.list) != 3 {
+		t.Fatalf("round trip = %+v", back)
+	}
+	for i, base := range []string{"a b\n", "x,W=0", `q"uote\`} {
+		if back.list[i] != c.entries[base] {
+			t.Errorf("entry %d = %+v, want %+v", i, back.list[i], c.entries[base])
+		}
+	}
+	if !bytes.Contains(data, []byte("2 0 u2 x,W=0:2,\n")) {
+		t.Errorf("a plain name is not written as it is:\n%s", data)
+	}
 	for _, bad := range [][]byte{
 		data[:len(data)-4],
 		bytes.Replace(data, []byte("u2"), []byte("u1"), 1),
-		bytes.Replace(data, []byte("next 3"), []byte("next 2"), 1),
+		bytes.Replace(data, []byte("next 5"), []byte("next 4"), 1),
+		bytes.Replace(data, []byte("\n2 0 "), []byte("\n1 0 "), 1),
+		bytes.Replace(data, []byte("cur 1 "), []byte("cur x "), 1),
+		append(bytes.Clone(data), "trailing\n"...),
 		[]byte("other\n"),
 	} {
 		if _, err := parseCache(bad); err == nil {
 			t.Errorf("parseCache(%q) succeeded", bad)
 		}
+	}
+	// Version 1 (base names, quoted; no stamp) is still read.
+	v1 := "popgate-maildir-cache 1\nnext 3\n1 10 u1 \"a b\"\n2 5 u2 \"c,W=5\"\nend\n"
+	old, err := parseCache([]byte(v1))
+	if err != nil || len(old.list) != 2 || old.list[0].base != "a b" || old.list[1].uid != "u2" || old.list[1].name != "" ||
+		old.stamp != (listStamp{}) {
+		t.Fatalf("parseCache(v1) = %+v, %v", old, err)
+	}
+	// Entries whose names are unknown are written with an empty stamp.
+	old.stamp = c.stamp
+	if again, err := parseCache(old.marshal()); err != nil || again.stamp != (listStamp{}) {
+		t.Errorf("v1 entries rewritten with stamp %+v, %v", again.stamp, err)
+	}
+}
+
+// ageDir sets dir's modification time to d ago.
+func ageDir(t *testing.T, dir string, d time.Duration) {
+	t.Helper()
+	when := time.Now().Add(-d)
+	if err := os.Chtimes(dir, when, when); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestListingReuse checks that a login reuses the cache's listing of cur/
+// only when cur/ has not changed since a listing made while it was
+// stable, and that every change another program makes to cur/ (a flag
+// rename, a removal, new mail) is seen at the next login.
+func TestListingReuse(t *testing.T) {
+	e := newEnv(t)
+	s := e.store(t)
+	ctx := context.Background()
+	root := e.userDir(t, s, "alice")
+	cur := filepath.Join(root, "cur")
+	for i := range 5 {
+		if _, err := s.DeliverPlain(ctx, "alice", "", []byte(fmt.Sprintf("Subject: %d\n\nbody %d\n", i, i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	login := func(name string, wantReused bool) []mailstore.MessageInfo {
+		t.Helper()
+		before := s.listingsReused.Load()
+		md := openDrop(t, s, "alice", "")
+		defer md.Close()
+		msgs := list(t, md)
+		for _, m := range msgs {
+			if got := read(t, md, m); !strings.HasPrefix(got, "Subject: ") {
+				t.Errorf("%s: message %s = %q", name, m.UID, got)
+			}
+		}
+		if reused := s.listingsReused.Load() != before; reused != wantReused {
+			t.Errorf("%s: listing reused = %v, want %v", name, reused, wantReused)
+		}
+		return msgs
+	}
+	first := login("first login", false)
+	if len(first) != 5 {
+		t.Fatalf("%d messages, want 5", len(first))
+	}
+	// cur/ was just changed (new/ was moved into it): not reusable.
+	login("cur/ changed a moment ago", false)
+	ageDir(t, cur, time.Minute)
+	login("cur/ stable: listed and stamped", false)
+	if got := login("unchanged since", true); fmt.Sprint(got) != fmt.Sprint(first) {
+		t.Errorf("reused listing differs:\n%v\n%v", got, first)
+	}
+
+	// Another program marks a message seen: the rename is noticed.
+	entries, err := os.ReadDir(cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
+	old := entries[0].Name()
+	if err := os.Rename(filepath.Join(cur, old), filepath.Join(cur, parseName(old).withFlag('S'))); err != nil {
+		t.Fatal(err)
+	}
+	ageDir(t, cur, 10*time.Second)
+	got := login("after a flag rename", false)
+	seen := 0
+	for _, m := range got {
+		if m.Seen {
+			seen++
+		}
+	}
+	if len(got) != 5 || seen != 1 {
+		t.Errorf("after a flag rename: %d messages, %d seen; want 5, 1", len(got), seen)
+	}
+	login("renamed, listing reused", true)
+
+	// Another program removes a message.
+	if err := os.Remove(filepath.Join(cur, parseName(old).withFlag('S'))); err != nil {
+		t.Fatal(err)
+	}
+	ageDir(t, cur, 10*time.Second)
+	if got := login("after a removal", false); len(got) != 4 {
+		t.Errorf("after a removal: %d messages, want 4", len(got))
+	}
+	if got := login("removed, listing reused", true); len(got) != 4 {
+		t.Errorf("removed, listing reused: %d messages, want 4", len(got))
+	}
+
+	// New mail is moved from new/ to cur/, which changes cur/.
+	if _, err := s.DeliverPlain(ctx, "alice", "", []byte("Subject: late\n\nlate\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := login("after a delivery", false); len(got) != 5 {
+		t.Errorf("after a delivery: %d messages, want 5", len(got))
+	}
+
+	// A commit of this session changes cur/ as well.
+	ageDir(t, cur, 10*time.Second)
+	login("stable again", false)
+	md := openDrop(t, s, "alice", "")
+	msgs := list(t, md)
+	if err := md.Commit(ctx, mailstore.Changes{Deleted: []string{msgs[0].UID}, Seen: []string{msgs[1].UID}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := login("after a commit", false); len(got) != 4 || !got[0].Seen {
+		t.Errorf("after a commit: %v", got)
+	}
+}
+
+// TestCacheUpgrade checks that a version 1 cache keeps its UIDs and order
+// and is rewritten in version 2.
+func TestCacheUpgrade(t *testing.T) {
+	e := newEnv(t)
+	s := e.store(t)
+	root := e.userDir(t, s, "alice")
+	names := []string{"1600000002.M1P1.h,W=9:2,", "1600000001.M1P1.h,W=9:2,S"}
+	for _, n := range names {
+		writeFile(t, filepath.Join(root, "cur", n), "Subject:\n")
+	}
+	// The older message comes second in the v1 cache's order, with made-up UIDs.
+	writeFile(t, filepath.Join(root, cacheName), "popgate-maildir-cache 1\nnext 9\n"+
+		"3 9 first \"1600000002.M1P1.h,W=9\"\n7 9 second \"1600000001.M1P1.h,W=9\"\nend\n")
+	md := openDrop(t, s, "alice", "")
+	got := list(t, md)
+	_ = md.Close()
+	if len(got) != 2 || got[0].UID != "first" || got[1].UID != "second" || !got[1].Seen {
+		t.Fatalf("listing = %v", got)
+	}
+	data, err := os.ReadFile(filepath.Join(root, cacheName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := parseCache(data)
+	if err != nil || !bytes.HasPrefix(data, []byte(cacheHeader+"\n")) || len(c.list) != 2 || c.list[0].name != names[0] || c.list[1].name != names[1] {
+		t.Errorf("cache after upgrade:\n%s\n%v", data, err)
 	}
 }
 

@@ -26,8 +26,17 @@ func parseName(name string) fileName {
 	if i := strings.IndexByte(name, ':'); i >= 0 {
 		fn.base, fn.info = name[:i], name[i+1:]
 	}
-	fields := strings.Split(fn.base, ",")
-	for _, f := range fields[1:] {
+	rest := fn.base
+	for {
+		i := strings.IndexByte(rest, ',')
+		if i < 0 {
+			break
+		}
+		rest = rest[i+1:]
+		f := rest
+		if j := strings.IndexByte(f, ','); j >= 0 {
+			f = f[:j]
+		}
 		switch {
 		case strings.HasPrefix(f, "S="):
 			if n, err := strconv.ParseInt(f[2:], 10, 64); err == nil && n >= 0 {
