@@ -20,6 +20,7 @@ type storeConfig struct {
 	url            string
 	usersFile      string
 	uidlFormat     string
+	maildirLock    string
 	mboxFlavour    string
 	mboxFolders    string
 	upstreamCA     string
@@ -73,8 +74,13 @@ func openStore(ctx context.Context, sc storeConfig, hostname string, log zerolog
 			default:
 				return nil, fmt.Errorf("--uidl-format %q: want basename or dovecot", sc.uidlFormat)
 			}
+			switch sc.maildirLock {
+			case "", maildir.LockFlock, maildir.LockDotlock:
+			default:
+				return nil, fmt.Errorf("--maildir-lock %q: want flock or dotlock", sc.maildirLock)
+			}
 			st, err := maildir.New(maildir.Options{
-				Path: rest, Users: db, UIDLFormat: format, Hostname: hostname, Logger: log,
+				Path: rest, Users: db, UIDLFormat: format, LockMethod: sc.maildirLock, Hostname: hostname, Logger: log,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("--store: %w", err)

@@ -75,9 +75,15 @@ func pop3Over(t *testing.T, s *Store, log io.Writer) string {
 // client and the reply to PASS.
 func popLogin(t *testing.T, addr string) (*wiretest.Client, string) {
 	t.Helper()
+	return popLoginAs(t, addr, "alice")
+}
+
+// popLoginAs is popLogin for another user (password testPW).
+func popLoginAs(t *testing.T, addr, user string) (*wiretest.Client, string) {
+	t.Helper()
 	c := wiretest.Dial(t, addr)
 	c.Expect("+OK")
-	c.Send("USER alice")
+	c.Send("USER " + user)
 	c.Expect("+OK")
 	c.Send("PASS " + testPW)
 	l, err := c.Line()
@@ -129,7 +135,9 @@ func mailFiles(t *testing.T, root string) (map[string]string, []string) {
 	return out, names
 }
 
-// noLeftovers checks that no lock or temporary file of popgate remains.
+// noLeftovers checks that no temporary file of popgate remains and that
+// the folder is not locked: the permanent lock file of the flock method
+// is free, and no other lock file exists.
 func noLeftovers(t *testing.T, root string) {
 	t.Helper()
 	entries, err := os.ReadDir(root)
@@ -137,8 +145,20 @@ func noLeftovers(t *testing.T, root string) {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), lockName) || strings.HasPrefix(e.Name(), cacheTmp) {
-			t.Errorf("%s left in the Maildir", e.Name())
+		name := e.Name()
+		if name == lockName {
+			f, err := os.OpenFile(filepath.Join(root, name), os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := flockExclusive(f); err != nil {
+				t.Errorf("the folder is still locked: %v", err)
+			}
+			_ = f.Close()
+			continue
+		}
+		if strings.HasPrefix(name, lockName) || strings.HasPrefix(name, cacheTmp) {
+			t.Errorf("%s left in the Maildir", name)
 		}
 	}
 }
@@ -296,9 +316,11 @@ func runAsNobody(t *testing.T, name string) {
 
 // TestFullDisk fills a small tmpfs under a session: the commit (unlinks
 // and renames, which need no space) succeeds, and the cache that cannot
-// be saved (it needs more than the one deleted message freed) is logged;
-// a login on the full disk, where the lock cannot be written, gets
-// -ERR [SYS/TEMP] and a log line. No message is lost.
+// be saved (it needs more than the one deleted message freed) is logged.
+// On the full disk both a folder opened before and one never opened can
+// still be read: the flock method creates at most an empty lock file
+// (which needs an inode, no data block) and writes no file per login. No
+// message is lost.
 func TestFullDisk(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to mount a small tmpfs; TestCommitFailureKeepsMail covers a failing commit")
@@ -324,6 +346,9 @@ func TestFullDisk(t *testing.T) {
 	root := filepath.Join(mnt, "alice", "Maildir")
 	const n = 60 // a cache of more than one page
 	deliverN(t, s, n)
+	if err := s.AddUser(context.Background(), "bob", testPW); err != nil {
+		t.Fatal(err)
+	}
 	want, _ := mailFiles(t, root)
 	addr := pop3Over(t, s, log)
 
@@ -348,20 +373,24 @@ func TestFullDisk(t *testing.T) {
 		t.Errorf("no warning about the cache; log:\n%s", log)
 	}
 
-	// A login while the disk is full (again: the deletion freed some):
-	// the lock file cannot be written.
+	// Logins while the disk is full (again: the deletion freed some).
 	if err := fill(filler); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("filling the tmpfs: %v, want ENOSPC", err)
 	}
 	c, reply = popLogin(t, addr)
-	if !strings.HasPrefix(reply, "-ERR [SYS/TEMP] ") {
-		t.Errorf("PASS on a full disk: %q, want -ERR [SYS/TEMP]", reply)
+	if !strings.HasPrefix(reply, "+OK") {
+		t.Errorf("PASS on a full disk, folder opened before: %q, want +OK", reply)
+	} else if got := popMulti(t, c, "UIDL"); len(got) != n-1 {
+		t.Errorf("UIDL on a full disk lists %d messages, want %d", len(got), n-1)
 	}
 	c.Send("QUIT")
 	c.Expect("+OK")
-	if !log.hasLine(`"level":"error"`, "command failed", "creating lock", "no space left on device") {
-		t.Errorf("no error log line for the lock; log:\n%s", log)
+	c, reply = popLoginAs(t, addr, "bob")
+	if !strings.HasPrefix(reply, "+OK maildrop has 0 messages") {
+		t.Errorf("PASS on a full disk, folder never opened: %q, want +OK and no messages", reply)
 	}
+	c.Send("QUIT")
+	c.Expect("+OK")
 	noLeftovers(t, root)
 
 	if err := os.Remove(filler); err != nil {

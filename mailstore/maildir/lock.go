@@ -16,17 +16,27 @@ import (
 )
 
 // lockName is the maildrop lock file in each folder directory. It holds
-// "<pid> <host>\n" of the session that owns the folder.
+// "<pid> <host>\n" of the session that owns (or, with LockFlock, last
+// owned) the folder.
 const lockName = "popgate.lock"
 
 // lockTmpPrefix names the temporary files a lock is built in before it is
 // linked into place, so that the lock never exists without its content.
 const lockTmpPrefix = "popgate.lock.tmp."
 
-// folderLock is a held maildrop lock. A timer, not a goroutine, refreshes
-// it, so that an idle session costs no goroutine stack for its lock.
+// folderLock is a held maildrop lock: an flock on an open lock file
+// (LockFlock), or a lock file of our own (LockDotlock) that a timer, not
+// a goroutine, refreshes, so that an idle session costs no goroutine
+// stack for its lock.
 type folderLock struct {
-	path  string
+	path string
+
+	// LockFlock.
+	s   *Store
+	dir string
+	f   *os.File
+
+	// LockDotlock.
 	info  os.FileInfo // of the lock file we created, to recognise it
 	every time.Duration
 	once  sync.Once
@@ -39,11 +49,72 @@ type folderLock struct {
 // lockSeq makes temporary lock names unique within a process.
 type lockSeq struct{ n atomic.Uint64 }
 
-// acquireLock takes dir's maildrop lock or fails at once with ErrLocked. A
-// lock whose holder is dead (same host, no such pid) or whose file has not
-// been refreshed for stale is broken. The returned lock refreshes its
-// modification time every stale/4 until released.
+// acquireLock takes dir's maildrop lock with the configured method, or
+// fails at once with ErrLocked.
 func (s *Store) acquireLock(dir string) (*folderLock, error) {
+	if s.opts.LockMethod == LockDotlock {
+		return s.acquireDotlock(dir)
+	}
+	return s.acquireFlock(dir)
+}
+
+// acquireFlock opens (creating it the first time) dir's lock file and
+// takes an exclusive flock on it without waiting. The holder's pid and
+// host are written into it for the error message of whoever finds it
+// held. The file is never removed: removing a lock file that another
+// process has open would let two holders lock two different files.
+func (s *Store) acquireFlock(dir string) (*folderLock, error) {
+	path := filepath.Join(dir, lockName)
+	s.heldMu.Lock()
+	if s.held[dir] {
+		s.heldMu.Unlock()
+		return nil, fmt.Errorf("maildir: %s held by another session of this process (pid %d): %w", dir, s.pid, mailstore.ErrLocked)
+	}
+	s.held[dir] = true
+	s.heldMu.Unlock()
+	unheld := func() {
+		s.heldMu.Lock()
+		delete(s.held, dir)
+		s.heldMu.Unlock()
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		unheld()
+		return nil, fmt.Errorf("maildir: opening lock %s: %w", path, err)
+	}
+	if err := flockExclusive(f); err != nil {
+		var holder string
+		if errors.Is(err, errLockHeld) {
+			buf := make([]byte, 128)
+			n, _ := f.ReadAt(buf, 0)
+			holder = strings.TrimSpace(string(buf[:n]))
+		}
+		_ = f.Close()
+		unheld()
+		if errors.Is(err, errLockHeld) {
+			if holder == "" {
+				holder = "another process"
+			}
+			return nil, fmt.Errorf("maildir: %s held by %s: %w", dir, holder, mailstore.ErrLocked)
+		}
+		return nil, fmt.Errorf("maildir: locking %s (file systems without flock need the dotlock method): %w", path, err)
+	}
+	content := strconv.Itoa(s.pid) + " " + s.host + "\n"
+	if _, err := f.WriteAt([]byte(content), 0); err == nil {
+		_ = f.Truncate(int64(len(content)))
+	}
+	return &folderLock{path: path, s: s, dir: dir, f: f}, nil
+}
+
+// errLockHeld is what flockExclusive returns when another holder has the
+// lock.
+var errLockHeld = errors.New("lock held")
+
+// acquireDotlock takes dir's maildrop lock file or fails at once with
+// ErrLocked. A lock whose holder is dead (same host, no such pid) or whose
+// file has not been refreshed for stale is broken. The returned lock
+// refreshes its modification time every stale/4 until released.
+func (s *Store) acquireDotlock(dir string) (*folderLock, error) {
 	path := filepath.Join(dir, lockName)
 	content := []byte(strconv.Itoa(s.pid) + " " + s.host + "\n")
 	for attempt := 0; attempt < 3; attempt++ {
@@ -179,10 +250,23 @@ func (l *folderLock) refresh() {
 	l.timer.Reset(l.every)
 }
 
-// release removes the lock if it is still ours. It is idempotent. A
-// refresh running at the same time finishes first; none runs after.
+// release gives the lock up. It is idempotent. A dotlock is removed if it
+// is still ours; a refresh running at the same time finishes first, and
+// none runs after.
 func (l *folderLock) release() error {
 	var err error
+	if l.f != nil {
+		l.once.Do(func() {
+			// Closing the file drops the flock.
+			if cerr := l.f.Close(); cerr != nil {
+				err = fmt.Errorf("maildir: releasing lock %s: %w", l.path, cerr)
+			}
+			l.s.heldMu.Lock()
+			delete(l.s.held, l.dir)
+			l.s.heldMu.Unlock()
+		})
+		return err
+	}
 	l.once.Do(func() {
 		l.mu.Lock()
 		l.released = true

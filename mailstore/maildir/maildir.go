@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -49,6 +50,21 @@ const (
 	UIDLDovecot = "dovecot"
 )
 
+// Lock methods (Options.LockMethod).
+const (
+	// LockFlock keeps a permanent popgate.lock file in each folder and
+	// holds an flock(2) on it for the session: no file is created or
+	// removed per login, and the kernel releases the lock when its
+	// holder dies. It is the default.
+	LockFlock = "flock"
+	// LockDotlock creates popgate.lock for the session (written aside and
+	// hard-linked into place) and removes it at the end; a lock whose
+	// holder is dead, or that was not refreshed for StaleLockTimeout, is
+	// broken. It suits file systems without working flock, such as some
+	// network and FUSE file systems.
+	LockDotlock = "dotlock"
+)
+
 // DefaultStaleLockTimeout is how old an unrefreshed lock file must be to
 // be broken when its holder cannot be checked.
 const DefaultStaleLockTimeout = 10 * time.Minute
@@ -65,9 +81,12 @@ type Options struct {
 	Users users.Authenticator
 	// UIDLFormat is UIDLBaseName (the default, also "") or UIDLDovecot.
 	UIDLFormat string
-	// StaleLockTimeout breaks locks older than this whose holder cannot
-	// be checked. Held locks are refreshed at a quarter of it. Zero means
-	// DefaultStaleLockTimeout.
+	// LockMethod is LockFlock (the default, also "") or LockDotlock. All
+	// popgate processes sharing a Maildir must use the same method.
+	LockMethod string
+	// StaleLockTimeout (LockDotlock only) breaks locks older than this
+	// whose holder cannot be checked. Held locks are refreshed at a
+	// quarter of it. Zero means DefaultStaleLockTimeout.
 	StaleLockTimeout time.Duration
 	// Hostname goes into the names of delivered files. Default
 	// os.Hostname(). It is also how a lock's holder is recognised as
@@ -86,6 +105,11 @@ type Store struct {
 	host    string // sanitised, for file names and lock ownership
 	counter atomic.Uint64
 	lockSeq lockSeq
+	// heldMu guards held, the folder directories this Store has locked
+	// with LockFlock. It keeps two sessions of one process apart whatever
+	// the file system makes of flock between them.
+	heldMu sync.Mutex
+	held   map[string]bool
 	// sizeReads counts message files opened to compute a size; tests use
 	// it to check that a cached login opens none.
 	sizeReads atomic.Int64
@@ -137,6 +161,13 @@ func New(opts Options) (*Store, error) {
 	default:
 		return nil, fmt.Errorf("maildir: unknown UIDL format %q (want %q or %q)", opts.UIDLFormat, UIDLBaseName, UIDLDovecot)
 	}
+	switch opts.LockMethod {
+	case "":
+		opts.LockMethod = LockFlock
+	case LockFlock, LockDotlock:
+	default:
+		return nil, fmt.Errorf("maildir: unknown lock method %q (want %q or %q)", opts.LockMethod, LockFlock, LockDotlock)
+	}
 	if err := checkTemplate(opts.Path); err != nil {
 		return nil, err
 	}
@@ -150,7 +181,7 @@ func New(opts Options) (*Store, error) {
 		}
 		opts.Hostname = h
 	}
-	return &Store{opts: opts, log: opts.Logger, pid: os.Getpid(), host: sanitizeHost(opts.Hostname)}, nil
+	return &Store{opts: opts, log: opts.Logger, pid: os.Getpid(), host: sanitizeHost(opts.Hostname), held: make(map[string]bool)}, nil
 }
 
 // checkTemplate rejects unknown % escapes in a path template.

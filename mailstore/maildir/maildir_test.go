@@ -12,7 +12,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -530,8 +532,9 @@ func writeDir(t *testing.T, uidlist string) string {
 	return d
 }
 
-func TestLocking(t *testing.T) {
+func TestDotlockLocking(t *testing.T) {
 	e := newEnv(t)
+	e.opts.LockMethod = LockDotlock
 	e.opts.StaleLockTimeout = 400 * time.Millisecond
 	s := e.store(t)
 	root := e.userDir(t, s, "alice")
@@ -622,6 +625,92 @@ func TestCancelledContext(t *testing.T) {
 	}
 	// The lock is not left behind.
 	md := openDrop(t, s, "alice", "")
+	_ = md.Close()
+}
+
+// TestFlockLocking checks the default lock method: one session per
+// folder, whether the other session is in this Store, another Store of
+// this process or another process, and a lock that its holder's death
+// releases at once.
+func TestFlockLocking(t *testing.T) {
+	e := newEnv(t)
+	s := e.store(t)
+	if s.opts.LockMethod != LockFlock {
+		t.Fatalf("default lock method %q", s.opts.LockMethod)
+	}
+	root := e.userDir(t, s, "alice")
+	other := e.store(t)
+	lock := filepath.Join(root, lockName)
+	ctx := context.Background()
+	tryOpen := func(st *Store, folder string) (mailstore.Maildrop, error) {
+		a, err := st.Login(ctx, "alice", testPW)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.Open(ctx, folder)
+	}
+
+	md := openDrop(t, s, "alice", "")
+	for name, st := range map[string]*Store{"same Store": s, "another Store": other} {
+		_, err := tryOpen(st, "")
+		if !errors.Is(err, mailstore.ErrLocked) {
+			t.Fatalf("%s: second Open = %v, want ErrLocked", name, err)
+		}
+		if !strings.Contains(err.Error(), strconv.Itoa(os.Getpid())) {
+			t.Errorf("%s: error %q does not name the holder's pid", name, err)
+		}
+	}
+	if err := other.Deliver(ctx, "alice", "", []byte("x\n")); err != nil {
+		t.Fatalf("Deliver while locked = %v", err)
+	}
+	// Folders lock independently.
+	if err := s.Deliver(ctx, "alice", "Sent", []byte("s\n")); err != nil {
+		t.Fatal(err)
+	}
+	md2, err := tryOpen(other, "Sent")
+	if err != nil {
+		t.Fatalf("Open of another folder = %v", err)
+	}
+	_ = md2.Close()
+	_ = md.Close()
+	if _, err := os.Stat(lock); err != nil {
+		t.Fatalf("the lock file is kept between sessions: %v", err)
+	}
+	md = openDrop(t, other, "alice", "")
+	_ = md.Close()
+
+	// Another process holds the lock, then dies.
+	bin, err := exec.LookPath("flock")
+	if err != nil {
+		t.Skip("flock(1) not installed (util-linux)")
+	}
+	// -o: the lock stays with flock(1) itself, not with the command it
+	// runs, so that killing flock(1) is the holder's death.
+	cmd := exec.Command(bin, "-n", "-x", "-o", lock, "-c", "echo held; exec sleep 60")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "held\n" {
+		t.Fatalf("flock(1) = %q, %v", buf, err)
+	}
+	if _, err := tryOpen(s, ""); !errors.Is(err, mailstore.ErrLocked) {
+		t.Fatalf("Open while another process holds the lock = %v, want ErrLocked", err)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = cmd.Process.Wait()
+	md, err = tryOpen(s, "")
+	if err != nil {
+		t.Fatalf("Open after the holder died = %v", err)
+	}
 	_ = md.Close()
 }
 

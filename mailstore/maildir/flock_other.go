@@ -1,0 +1,14 @@
+//go:build !unix
+
+package maildir
+
+import (
+	"errors"
+	"os"
+)
+
+// flockExclusive fails: this system has no flock, so the dotlock method
+// must be used.
+func flockExclusive(*os.File) error {
+	return errors.New("flock is not available on this system")
+}
