@@ -205,7 +205,7 @@ func removeGlobs(globs []string, user string) error {
 
 // greet connects, reads the greeting and quits.
 func (c *benchConfig) greet(ctx context.Context, _ int, _ *tally, _ func() bool) error {
-	cl, err := dial(ctx, c.addr, c.timeout)
+	cl, err := dial(ctx, c.addr, c.timeout, false)
 	if err != nil {
 		return err
 	}
@@ -214,7 +214,7 @@ func (c *benchConfig) greet(ctx context.Context, _ int, _ *tally, _ func() bool)
 
 // login runs USER, PASS, STAT and QUIT.
 func (c *benchConfig) login(ctx context.Context, w int, _ *tally, _ func() bool) error {
-	cl, err := dial(ctx, c.addr, c.timeout)
+	cl, err := dial(ctx, c.addr, c.timeout, false)
 	if err != nil {
 		return err
 	}
@@ -234,9 +234,10 @@ func (c *benchConfig) login(ctx context.Context, w int, _ *tally, _ func() bool)
 	return cl.quit()
 }
 
-// listings logs in and runs UIDL and LIST, checking that they agree.
-func (c *benchConfig) listings(ctx context.Context, w int) (*client, []listing, error) {
-	cl, err := dial(ctx, c.addr, c.timeout)
+// listings logs in and runs UIDL and LIST, checking that they agree. big
+// gives the client the read buffer for message retrieval.
+func (c *benchConfig) listings(ctx context.Context, w int, big bool) (*client, []listing, error) {
+	cl, err := dial(ctx, c.addr, c.timeout, big)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -264,7 +265,7 @@ func (c *benchConfig) listings(ctx context.Context, w int) (*client, []listing, 
 // fetch logs in, lists, retrieves every message (bigmsg: the first only)
 // and quits without deleting anything.
 func (c *benchConfig) fetch(ctx context.Context, w int, t *tally, stop func() bool) error {
-	cl, list, err := c.listings(ctx, w)
+	cl, list, err := c.listings(ctx, w, true)
 	if err != nil {
 		return err
 	}
@@ -284,7 +285,12 @@ func (c *benchConfig) fetch(ctx context.Context, w int, t *tally, stop func() bo
 			cl.close()
 			return fmt.Errorf("LIST size %q: %w", m.arg, errProtocol)
 		}
-		if err := cl.retr(m.n, size); err != nil {
+		cl.queueRETR(m.n)
+		if err := cl.flush(); err != nil {
+			cl.close()
+			return err
+		}
+		if err := cl.retrReply(m.n, size); err != nil {
 			cl.close()
 			return err
 		}
@@ -296,7 +302,7 @@ func (c *benchConfig) fetch(ctx context.Context, w int, t *tally, stop func() bo
 
 // scale logs in, runs UIDL and LIST over the whole maildrop, and quits.
 func (c *benchConfig) scale(ctx context.Context, w int, t *tally, _ func() bool) error {
-	cl, list, err := c.listings(ctx, w)
+	cl, list, err := c.listings(ctx, w, false)
 	if err != nil {
 		return err
 	}
@@ -332,7 +338,7 @@ func runIdle(ctx context.Context, cfg benchConfig, r *result) error {
 	}
 	parallel(func(i int) {
 		t0 := time.Now()
-		cl, err := dial(ctx, cfg.addr, cfg.timeout)
+		cl, err := dial(ctx, cfg.addr, cfg.timeout, false)
 		if err == nil {
 			if err = cl.login(cfg.userFor(i), cfg.password); err != nil {
 				cl.close()

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"net"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -49,3 +53,80 @@ func BenchmarkServeBigmsg(b *testing.B) { benchServe(b, "bigmsg", 0, 0, 0, 20_00
 // BenchmarkServeScale is the scale scenario (login, UIDL, LIST, QUIT)
 // over 5 000 messages, cache warm.
 func BenchmarkServeScale(b *testing.B) { benchServe(b, "scale", 1, 5000, 200, 0, "") }
+
+// blastServer answers every command line on one loopback connection with
+// reply, written from memory: a server that costs nearly nothing, so
+// that a benchmark against it measures the client.
+func blastServer(b *testing.B, reply []byte) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		if _, err := nc.Write([]byte("+OK hi\r\n")); err != nil {
+			return
+		}
+		r := bufio.NewReader(nc)
+		for {
+			if _, err := r.ReadSlice('\n'); err != nil {
+				return
+			}
+			if _, err := nc.Write(reply); err != nil {
+				return
+			}
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// BenchmarkClientRetr is popbench's own cost of a RETR of a 20 MB
+// message: the reply comes from memory, so the figure is the verifying
+// client's throughput over loopback, the bound of bigmsg for any server.
+func BenchmarkClientRetr(b *testing.B) {
+	var wire bytes.Buffer
+	wire.WriteString("+OK message follows\r\n")
+	var size int64
+	for i := 0; size < 20_000_000; i++ {
+		for _, l := range bytes.SplitAfter(genMessage(i, 4096), []byte("\n")) {
+			if len(l) == 0 {
+				continue
+			}
+			if l[0] == '.' {
+				wire.WriteByte('.')
+			}
+			wire.Write(l[:len(l)-1])
+			wire.WriteString("\r\n")
+			size += int64(len(l)) + 1
+		}
+	}
+	wire.WriteString(".\r\n")
+	cl, err := dial(context.Background(), blastServer(b, wire.Bytes()), 10*time.Second, true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.close()
+	b.SetBytes(size)
+	b.ReportAllocs()
+	// CPU time of the whole process (client and the trivial server)
+	// varies less than wall time on a shared machine.
+	var ru0, ru1 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	for b.Loop() {
+		cl.queueRETR(1)
+		if err := cl.flush(); err != nil {
+			b.Fatal(err)
+		}
+		if err := cl.retrReply(1, size); err != nil {
+			b.Fatal(err)
+		}
+	}
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	cpu := ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano()
+	b.ReportMetric(float64(cpu)/1e6/float64(b.N), "cpu-ms/op")
+}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -28,40 +29,100 @@ type client struct {
 	r       *bufio.Reader
 	w       *bufio.Writer
 	timeout time.Duration
+	pooled  bool // r came from bigReaders
+
+	// rearm is when the read deadline is next moved forward; see armRead.
+	rearm time.Time
+	scan  bodyScanner
+	num   [20]byte // scratch for message numbers
 }
 
-// dial connects to addr and reads the greeting.
-func dial(ctx context.Context, addr string, timeout time.Duration) (*client, error) {
+// bigReadSize is the read buffer of the sessions that retrieve messages:
+// bodyScanner verifies whatever one read returns, so a large buffer means
+// few reads and few calls per octet.
+const bigReadSize = 512 * 1024
+
+// bigReaders recycles the read buffers of message-retrieving sessions, so
+// that a worker running session after session allocates none.
+var bigReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bigReadSize) }}
+
+// dial connects to addr and reads the greeting. big selects the large
+// read buffer for sessions that retrieve messages; other sessions (idle
+// holds thousands) get a small one.
+func dial(ctx context.Context, addr string, timeout time.Duration, big bool) (*client, error) {
 	d := net.Dialer{Timeout: timeout}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	c := &client{
-		nc:      nc,
-		r:       bufio.NewReaderSize(nc, 64*1024),
-		w:       bufio.NewWriterSize(nc, 4096),
-		timeout: timeout,
+	c := &client{nc: nc, w: bufio.NewWriterSize(nc, 4096), timeout: timeout}
+	if big {
+		c.r, c.pooled = bigReaders.Get().(*bufio.Reader), true
+		c.r.Reset(nc)
+	} else {
+		c.r = bufio.NewReaderSize(nc, 16*1024)
 	}
 	if _, err := c.status(); err != nil {
-		_ = nc.Close()
+		c.close()
 		return nil, fmt.Errorf("greeting: %w", err)
 	}
 	return c, nil
 }
 
-// close drops the connection without QUIT.
-func (c *client) close() { _ = c.nc.Close() }
+// close drops the connection without QUIT. The client is unusable
+// afterwards.
+func (c *client) close() {
+	_ = c.nc.Close()
+	if c.pooled {
+		c.r.Reset(nil)
+		bigReaders.Put(c.r)
+		c.r, c.pooled = nil, false
+	}
+}
+
+// armRead makes sure the read deadline is at least timeout minus a slack
+// away. Moving a deadline costs more than reading a small reply, so it is
+// moved only when the slack (a quarter of the timeout, at most a second)
+// has passed since it was last moved.
+func (c *client) armRead() error {
+	now := time.Now()
+	if now.Before(c.rearm) {
+		return nil
+	}
+	if err := c.nc.SetReadDeadline(now.Add(c.timeout)); err != nil {
+		return fmt.Errorf("setting read deadline: %w", err)
+	}
+	c.rearm = now.Add(min(c.timeout/4, time.Second))
+	return nil
+}
 
 // send writes one command line and flushes it.
 func (c *client) send(line string) error {
+	_, _ = c.w.WriteString(line)
+	_, _ = c.w.WriteString("\r\n")
+	if err := c.flush(); err != nil {
+		return fmt.Errorf("sending %s: %w", verbOf(line), err)
+	}
+	return nil
+}
+
+// queueRETR buffers "RETR n" without sending it; flush sends it.
+func (c *client) queueRETR(n int) {
+	_, _ = c.w.WriteString("RETR ")
+	_, _ = c.w.Write(strconv.AppendInt(c.num[:0], int64(n), 10))
+	_, _ = c.w.WriteString("\r\n")
+}
+
+// flush sends the buffered commands under the write deadline.
+func (c *client) flush() error {
+	if c.w.Buffered() == 0 {
+		return nil
+	}
 	if err := c.nc.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
 		return fmt.Errorf("setting write deadline: %w", err)
 	}
-	_, _ = c.w.WriteString(line)
-	_, _ = c.w.WriteString("\r\n")
 	if err := c.w.Flush(); err != nil {
-		return fmt.Errorf("sending %s: %w", verbOf(line), err)
+		return fmt.Errorf("sending commands: %w", err)
 	}
 	return nil
 }
@@ -75,8 +136,8 @@ func verbOf(line string) string {
 
 // line reads one CRLF-terminated line, without the CRLF.
 func (c *client) line() ([]byte, error) {
-	if err := c.nc.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
-		return nil, fmt.Errorf("setting read deadline: %w", err)
+	if err := c.armRead(); err != nil {
+		return nil, err
 	}
 	l, err := c.r.ReadSlice('\n')
 	if err != nil {
@@ -136,52 +197,59 @@ func (c *client) quit() error {
 	return err
 }
 
-// body reads the rest of a multi-line reply after its status line, up to
-// and including the terminating ".CRLF", and removes the dot-stuffing. If
-// each is not nil it gets every line without its CRLF (the slice is valid
-// only during the call). body returns the octets of the content with
-// every line end counted as CRLF: for RETR, the size LIST announced.
-func (c *client) body(each func([]byte) error) (int64, error) {
-	var n int64
-	if err := c.nc.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
-		return 0, fmt.Errorf("setting read deadline: %w", err)
-	}
-	bol := true
+// lines reads the rest of a multi-line reply after its status line, up
+// to and including the terminating ".CRLF", removes the dot-stuffing and
+// gives each line without its CRLF to each (the slice is valid only
+// during the call). It serves the replies that are read line by line
+// (UIDL, LIST); retrBody verifies message bodies.
+func (c *client) lines(each func([]byte) error) error {
 	for {
+		if err := c.armRead(); err != nil {
+			return err
+		}
 		l, err := c.r.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
-			// A line longer than the buffer: count it in pieces.
-			if bol && len(l) > 0 && l[0] == '.' {
-				l = l[1:]
-			}
-			n += int64(len(l))
-			bol = false
-			continue
+			return fmt.Errorf("multi-line reply line longer than %d octets: %w", c.r.Size(), errProtocol)
 		}
 		if err != nil {
-			return n, fmt.Errorf("reading multi-line reply: %w", err)
+			return fmt.Errorf("reading multi-line reply: %w", err)
 		}
 		if len(l) < 2 || l[len(l)-2] != '\r' {
-			return n, fmt.Errorf("multi-line reply line without CRLF: %w", errProtocol)
+			return fmt.Errorf("multi-line reply line without CRLF: %w", errProtocol)
 		}
-		if bol && l[0] == '.' {
+		if l[0] == '.' {
 			if len(l) == 3 {
-				return n, nil // ".CRLF": the end
+				return nil // ".CRLF": the end
 			}
 			l = l[1:]
 		}
-		n += int64(len(l))
-		bol = true
-		if each != nil {
-			if err := each(l[:len(l)-2]); err != nil {
-				return n, err
+		if err := each(l[:len(l)-2]); err != nil {
+			return err
+		}
+	}
+}
+
+// retrBody reads and verifies the body of a RETR reply after its status
+// line, block by block with c.scan, and returns its content octets after
+// dot-unstuffing, every line end counted as CRLF: the size LIST
+// announced. Octets after the terminator stay buffered for the next
+// reply.
+func (c *client) retrBody() (int64, error) {
+	c.scan.reset()
+	for {
+		if err := c.armRead(); err != nil {
+			return c.scan.octets(), err
+		}
+		if c.r.Buffered() == 0 {
+			if _, err := c.r.Peek(1); err != nil {
+				return c.scan.octets(), fmt.Errorf("reading multi-line reply: %w", err)
 			}
 		}
-		// Re-arm the deadline now and then, not on every line.
-		if n&^0xfffff != (n-int64(len(l)))&^0xfffff {
-			if err := c.nc.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
-				return n, fmt.Errorf("setting read deadline: %w", err)
-			}
+		block, _ := c.r.Peek(c.r.Buffered())
+		used, done, err := c.scan.scan(block)
+		_, _ = c.r.Discard(used)
+		if err != nil || done {
+			return c.scan.octets(), err
 		}
 	}
 }
@@ -199,7 +267,7 @@ func (c *client) multi(line string) ([]listing, error) {
 		return nil, err
 	}
 	var out []listing
-	_, err := c.body(func(l []byte) error {
+	err := c.lines(func(l []byte) error {
 		num, arg, ok := bytes.Cut(l, []byte{' '})
 		n, err := strconv.Atoi(string(num))
 		if !ok || err != nil || n < 1 || len(arg) == 0 {
@@ -214,12 +282,21 @@ func (c *client) multi(line string) ([]listing, error) {
 	return out, nil
 }
 
-// retr fetches message n and checks that its content has size octets.
-func (c *client) retr(n int, size int64) error {
-	if _, err := c.cmd("RETR " + strconv.Itoa(n)); err != nil {
-		return err
+// retrReply reads the reply to "RETR n", which the caller has sent, and
+// checks that its content has size octets. It allocates nothing unless
+// the reply is wrong.
+func (c *client) retrReply(n int, size int64) error {
+	l, err := c.line()
+	if err != nil {
+		return fmt.Errorf("RETR %d: %w", n, err)
 	}
-	got, err := c.body(nil)
+	switch {
+	case bytes.HasPrefix(l, []byte("-ERR")):
+		return fmt.Errorf("RETR %d: %q: %w", n, clip(l), errServer)
+	case !bytes.HasPrefix(l, []byte("+OK")):
+		return fmt.Errorf("RETR %d: status line %q: %w", n, clip(l), errProtocol)
+	}
+	got, err := c.retrBody()
 	if err != nil {
 		return fmt.Errorf("RETR %d: %w", n, err)
 	}

@@ -455,7 +455,7 @@ func freeAddr() (string, error) {
 func waitReady(ctx context.Context, s *server) error {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		cl, err := dial(ctx, s.addr, time.Second)
+		cl, err := dial(ctx, s.addr, time.Second, false)
 		if err == nil {
 			return cl.quit()
 		}
