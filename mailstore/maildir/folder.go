@@ -110,12 +110,6 @@ type maildrop struct {
 // snapshot moves new/ to cur/, reconciles cur/ with the cache and returns
 // the maildrop. The caller holds dir's lock.
 func (s *Store) snapshot(ctx context.Context, dir string) (*maildrop, error) {
-	top, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, permanent(fmt.Errorf("reading %s: %w", dir, err))
-	}
-	removeCacheTemps(dir, top)
-	s.removeLockTemps(dir, top)
 	cur := filepath.Join(dir, "cur")
 	if err := s.moveNew(ctx, dir, cur); err != nil {
 		return nil, err
@@ -135,6 +129,14 @@ func (s *Store) snapshot(ctx context.Context, dir string) (*maildrop, error) {
 		s.listingsReused.Add(1)
 		return s.reuseListing(dir, cur, c), nil
 	}
+	// Temporary files left by a crash are removed whenever cur/ is
+	// listed, which any change to the folder brings about.
+	top, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, permanent(fmt.Errorf("reading %s: %w", dir, err))
+	}
+	removeCacheTemps(dir, top)
+	s.removeLockTemps(dir, top)
 	listed := time.Now().UnixNano()
 	entries, err := readDirUnsorted(cur)
 	if err != nil {
