@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -36,8 +37,18 @@ type benchConfig struct {
 	sessions     int           // idle: sessions to hold
 	settle       time.Duration // idle: wait before the second RSS reading
 	coldRemove   []string      // scale: globs removed before every session
+	pipeline     int           // fetchall: RETRs in flight if CAPA lists PIPELINING; 0: defaultPipeline
 	progress     io.Writer     // progress lines; nil: none
 }
+
+// defaultPipeline is how many RETR commands fetchall keeps in flight when
+// the server's CAPA lists PIPELINING and --pipeline is not given.
+const defaultPipeline = 16
+
+// maxPipeline bounds --pipeline, so that the commands in flight (about 12
+// octets each) always fit into the socket buffers and client and server
+// cannot both block writing.
+const maxPipeline = 1024
 
 // userFor returns the user name of worker or session i.
 func (c *benchConfig) userFor(i int) string {
@@ -71,11 +82,15 @@ type result struct {
 	RSSAfterKiB      int64    `json:"rss_after_kib,omitempty"`
 	RSSPeakKiB       int64    `json:"rss_peak_kib,omitempty"`
 	RSSPerSessionKiB float64  `json:"rss_per_session_kib,omitempty"`
+	Pipeline         int64    `json:"pipeline,omitempty"`
 }
 
 // tally collects what the workers of one run did.
 type tally struct {
 	ops, errors, messages, bytes, maildrop atomic.Int64
+	// pipeline is the smallest number of RETRs a fetchall session kept in
+	// flight; 0 until one has decided.
+	pipeline atomic.Int64
 
 	mu        sync.Mutex
 	samples   []string
@@ -89,6 +104,19 @@ func (t *tally) fail(err error) {
 	msg := err.Error()
 	if len(t.samples) < 5 && !slices.Contains(t.samples, msg) {
 		t.samples = append(t.samples, msg)
+	}
+}
+
+// usedPipeline records that a session kept up to depth RETRs in flight.
+func (t *tally) usedPipeline(depth int) {
+	for {
+		old := t.pipeline.Load()
+		if old != 0 && old <= int64(depth) {
+			return
+		}
+		if t.pipeline.CompareAndSwap(old, int64(depth)) {
+			return
+		}
 	}
 }
 
@@ -182,6 +210,7 @@ func runBench(ctx context.Context, cfg benchConfig) (result, error) {
 	stopProgress()
 	t.fill(&r, elapsed)
 	r.MaildropMessages = t.maildrop.Load()
+	r.Pipeline = t.pipeline.Load()
 	r.RSSBeforeKiB, r.RSSPeakKiB = rss.stop()
 	return r, nil
 }
@@ -263,7 +292,10 @@ func (c *benchConfig) listings(ctx context.Context, w int, big bool) (*client, [
 }
 
 // fetch logs in, lists, retrieves every message (bigmsg: the first only)
-// and quits without deleting anything.
+// and quits without deleting anything. fetchall keeps up to c.pipeline
+// RETRs in flight when the server's CAPA lists PIPELINING, and one
+// otherwise; when the run's time is up it sends no more RETRs, reads the
+// replies still due and quits.
 func (c *benchConfig) fetch(ctx context.Context, w int, t *tally, stop func() bool) error {
 	cl, list, err := c.listings(ctx, w, true)
 	if err != nil {
@@ -273,27 +305,55 @@ func (c *benchConfig) fetch(ctx context.Context, w int, t *tally, stop func() bo
 		cl.close()
 		return fmt.Errorf("user %s has an empty maildrop", c.userFor(w))
 	}
+	depth := 1
 	if c.scenario == "bigmsg" {
 		list = list[:1]
+	} else if want := cmp.Or(c.pipeline, defaultPipeline); want > 1 {
+		ok, err := cl.capaPipelining()
+		if err != nil {
+			cl.close()
+			return err
+		}
+		if ok {
+			depth = want
+		}
+		t.usedPipeline(depth)
+	} else {
+		t.usedPipeline(1)
 	}
-	for i, m := range list {
-		if i > 0 && stop() {
+	// Refill the window when half of it has been answered, so that a
+	// deep pipeline costs one write per depth/2 messages, not one each.
+	refill := depth / 2
+	sent, got, stopped := 0, 0, false
+	for {
+		if !stopped && sent < len(list) && sent-got <= refill {
+			for sent < len(list) && sent-got < depth {
+				if sent > 0 && stop() {
+					stopped = true
+					break
+				}
+				cl.queueRETR(list[sent].n)
+				sent++
+			}
+			if err := cl.flush(); err != nil {
+				cl.close()
+				return err
+			}
+		}
+		if got == sent {
 			break
 		}
+		m := list[got]
 		size, err := strconv.ParseInt(m.arg, 10, 64)
 		if err != nil {
 			cl.close()
 			return fmt.Errorf("LIST size %q: %w", m.arg, errProtocol)
 		}
-		cl.queueRETR(m.n)
-		if err := cl.flush(); err != nil {
-			cl.close()
-			return err
-		}
 		if err := cl.retrReply(m.n, size); err != nil {
 			cl.close()
 			return err
 		}
+		got++
 		t.messages.Add(1)
 		t.bytes.Add(size)
 	}

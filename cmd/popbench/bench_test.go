@@ -14,12 +14,15 @@ import (
 // Maildir) b.N sessions long; with -cpuprofile it profiles server and
 // client together, which is how the hot paths of docs/performance.md
 // were found.
-func benchServe(b *testing.B, scenario string, users, msgs, size, bigSize int, user string) {
+func benchServe(b *testing.B, scenario string, users, msgs, size, bigSize int, user string, opts ...func(*benchConfig)) {
 	ls := startLivePopgate(b, users, msgs, size, bigSize)
 	cfg := benchConfig{scenario: scenario, addr: ls.addr, password: "pw", concurrency: max(users, 1),
 		count: 1, timeout: 10 * time.Second, user: user}
 	if user == "" {
 		cfg.userTemplate = "u%d"
+	}
+	for _, o := range opts {
+		o(&cfg)
 	}
 	if _, err := runBench(context.Background(), cfg); err != nil { // warm the caches
 		b.Fatal(err)
@@ -44,8 +47,14 @@ func benchServe(b *testing.B, scenario string, users, msgs, size, bigSize int, u
 func BenchmarkServeLogin(b *testing.B) { benchServe(b, "login", 8, 10, 4096, 0, "") }
 
 // BenchmarkServeFetchall is the fetchall scenario over 1 000 messages of
-// 4 KiB at concurrency 1.
+// 4 KiB at concurrency 1, with the default pipeline.
 func BenchmarkServeFetchall(b *testing.B) { benchServe(b, "fetchall", 1, 1000, 4096, 0, "") }
+
+// BenchmarkServeFetchallDepth1 is BenchmarkServeFetchall with one RETR
+// per round trip (--pipeline 1).
+func BenchmarkServeFetchallDepth1(b *testing.B) {
+	benchServe(b, "fetchall", 1, 1000, 4096, 0, "", func(c *benchConfig) { c.pipeline = 1 })
+}
 
 // BenchmarkServeBigmsg retrieves one 20 MB message.
 func BenchmarkServeBigmsg(b *testing.B) { benchServe(b, "bigmsg", 0, 0, 0, 20_000_000, "big") }

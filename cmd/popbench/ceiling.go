@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,7 +24,9 @@ import (
 // cur/ at PASS (sizes from the ,W= field), and serves RETR by converting
 // LF to CRLF and stuffing dots on the fly. It keeps no locks, caches,
 // logs or password hashes: whatever a real server does beyond that is
-// overhead.
+// overhead. Like a real server it takes pipelined commands (RFC 2449
+// PIPELINING, which its CAPA lists) and flushes its replies only when no
+// further complete command is waiting.
 type ceiling struct {
 	// template is the Maildir of user %u; "" serves empty maildrops.
 	template string
@@ -72,10 +75,12 @@ func (s *ceiling) session(nc net.Conn) {
 	_, _ = w.WriteString("+OK ceiling ready\r\n")
 	var copyBuf *bufio.Reader
 	for {
-		if w.Flush() != nil {
-			return
+		if !lineBuffered(r) {
+			if w.Flush() != nil {
+				return
+			}
+			_ = nc.SetReadDeadline(time.Now().Add(s.timeout))
 		}
-		_ = nc.SetReadDeadline(time.Now().Add(s.timeout))
 		line, err := r.ReadSlice('\n')
 		if err != nil {
 			return
@@ -131,6 +136,9 @@ func (s *ceiling) session(nc net.Conn) {
 			if err != nil {
 				return
 			}
+		case "CAPA":
+			ok("capability list follows")
+			_, _ = w.WriteString("USER\r\nUIDL\r\nPIPELINING\r\n.\r\n")
 		case "NOOP":
 			ok("")
 		case "QUIT":
@@ -141,6 +149,13 @@ func (s *ceiling) session(nc net.Conn) {
 			_, _ = w.WriteString("-ERR unknown command\r\n")
 		}
 	}
+}
+
+// lineBuffered reports whether r holds a complete command line, which can
+// be read without waiting for the client.
+func lineBuffered(r *bufio.Reader) bool {
+	buf, _ := r.Peek(r.Buffered())
+	return bytes.IndexByte(buf, '\n') >= 0
 }
 
 // stuffLines copies r to w as the body of a multi-line reply: LF becomes

@@ -201,7 +201,7 @@ func (c *client) quit() error {
 // to and including the terminating ".CRLF", removes the dot-stuffing and
 // gives each line without its CRLF to each (the slice is valid only
 // during the call). It serves the replies that are read line by line
-// (UIDL, LIST); retrBody verifies message bodies.
+// (UIDL, LIST, CAPA); retrBody verifies message bodies.
 func (c *client) lines(each func([]byte) error) error {
 	for {
 		if err := c.armRead(); err != nil {
@@ -280,6 +280,30 @@ func (c *client) multi(line string) ([]listing, error) {
 		return nil, fmt.Errorf("%s: %w", verbOf(line), err)
 	}
 	return out, nil
+}
+
+// capaPipelining sends CAPA and reports whether the reply lists
+// PIPELINING (RFC 2449). A server that answers -ERR has no capabilities
+// to offer, which is not an error.
+func (c *client) capaPipelining() (bool, error) {
+	if _, err := c.cmd("CAPA"); err != nil {
+		if errors.Is(err, errServer) {
+			return false, nil
+		}
+		return false, err
+	}
+	found := false
+	err := c.lines(func(l []byte) error {
+		tag, _, _ := bytes.Cut(l, []byte{' '})
+		if bytes.EqualFold(tag, []byte("PIPELINING")) {
+			found = true
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("CAPA: %w", err)
+	}
+	return found, nil
 }
 
 // retrReply reads the reply to "RETR n", which the caller has sent, and

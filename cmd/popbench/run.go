@@ -71,6 +71,7 @@ func runScenario(ctx context.Context, name string, args []string, stdout, stderr
 	fs.DurationVar(&cfg.settle, "settle", 2*time.Second, "idle: wait after the last login before reading RSS")
 	fs.StringArrayVar(&cfg.coldRemove, "cold-remove", nil, "scale: `GLOB` (%u the user) to delete before every session, for cold runs (repeatable)")
 	fs.StringVar(&cfg.server, "server", "", "label of the server in the JSON line")
+	fs.IntVar(&cfg.pipeline, "pipeline", defaultPipeline, "fetchall: RETR commands kept in flight when the server's CAPA lists PIPELINING (1: one per round trip, no CAPA)")
 	progressMode := fs.String("progress", "auto", "progress line on stderr: auto (when a terminal), always, never")
 	if err := fs.Parse(args); err != nil {
 		return exitFor(err, stderr)
@@ -80,6 +81,9 @@ func runScenario(ctx context.Context, name string, args []string, stdout, stderr
 	}
 	if cfg.concurrency < 1 || cfg.sessions < 1 || cfg.count < 0 || (cfg.count == 0 && cfg.duration <= 0) {
 		return exitFor(errors.New("--concurrency, --sessions and --duration or --count must be positive"), stderr)
+	}
+	if cfg.pipeline < 1 || cfg.pipeline > maxPipeline {
+		return exitFor(fmt.Errorf("--pipeline %d: want 1 to %d", cfg.pipeline, maxPipeline), stderr)
 	}
 	switch *progressMode {
 	case "always":

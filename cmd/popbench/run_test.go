@@ -232,7 +232,8 @@ func scriptedServer(t *testing.T, script string) (addr string, sent func() strin
 }
 
 // TestVerification: a server whose RETR sends fewer octets than LIST
-// promised, or forgets a dot-stuffing, is caught.
+// promised, or forgets a dot-stuffing, is caught. The server answers
+// CAPA with -ERR, so popbench falls back to one RETR per round trip.
 func TestVerification(t *testing.T) {
 	for _, tc := range []struct {
 		name, body string
@@ -242,9 +243,9 @@ func TestVerification(t *testing.T) {
 		{"no terminator", "abcdefgh\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			addr, _ := scriptedServer(t, "+OK hi\r\n+OK\r\n+OK\r\n+OK\r\n1 u1\r\n.\r\n+OK\r\n1 10\r\n.\r\n+OK\r\n"+tc.body)
+			addr, _ := scriptedServer(t, "+OK hi\r\n+OK\r\n+OK\r\n+OK\r\n1 u1\r\n.\r\n+OK\r\n1 10\r\n.\r\n-ERR no CAPA\r\n+OK\r\n"+tc.body)
 			r, code, _ := popbench(t, "fetchall", "--addr", addr, "--count", "1", "--timeout", "2s", "--progress", "never")
-			if code != 1 || r.Errors != 1 {
+			if code != 1 || r.Errors != 1 || r.Pipeline != 1 {
 				t.Errorf("exit %d, %+v", code, r)
 			}
 			if tc.name != "no terminator" && !strings.Contains(strings.Join(r.ErrorSample, ""), errProtocol.Error()) {
@@ -254,8 +255,50 @@ func TestVerification(t *testing.T) {
 	}
 }
 
+// TestPipelinedReplies: RETR replies that arrive back to back, with an
+// empty body, stuffed lines and a terminator right before the next
+// status line, are each verified against LIST, and the RETRs go out in
+// one batch.
+func TestPipelinedReplies(t *testing.T) {
+	script := "+OK hi\r\n+OK\r\n+OK\r\n" +
+		"+OK\r\n1 a\r\n2 b\r\n3 c\r\n.\r\n" +
+		"+OK\r\n1 0\r\n2 8\r\n3 2\r\n.\r\n" +
+		"+OK\r\nUSER\r\npipelining\r\n.\r\n" +
+		"+OK 0\r\n.\r\n" +
+		"+OK 8\r\n..\r\n...x\r\n.\r\n" +
+		"+OK 2\r\n\r\n.\r\n" +
+		"+OK bye\r\n"
+	addr, sent := scriptedServer(t, script)
+	r, code, stderr := popbench(t, "fetchall", "--addr", addr, "--count", "1", "--timeout", "2s", "--progress", "never", "--pipeline", "4")
+	if code != 0 || r.Errors != 0 || r.Messages != 3 || r.Bytes != 10 || r.Pipeline != 4 {
+		t.Errorf("exit %d, %+v, %s", code, r, stderr)
+	}
+	if in := sent(); !strings.HasSuffix(in, "CAPA\r\nRETR 1\r\nRETR 2\r\nRETR 3\r\nQUIT\r\n") {
+		t.Errorf("client sent %q", in)
+	}
+}
+
+// TestPipelineDuration: when the time is up, fetchall stops sending RETRs,
+// reads the replies due and quits cleanly, against popgate and the
+// ceiling; --pipeline 1 sends one at a time and says so.
+func TestPipelineDuration(t *testing.T) {
+	ls := startLivePopgate(t, 1, 3000, 4000, 0)
+	ceil := startLiveCeiling(t, ls.mail)
+	for _, addr := range []string{ls.addr, ceil} {
+		for _, depth := range []string{"16", "1"} {
+			r, code, stderr := popbench(t, "fetchall", "--addr", addr, "--user", "u0", "--password", "pw",
+				"--duration", "50ms", "--progress", "never", "--pipeline", depth)
+			if code != 0 || r.Errors != 0 || r.Ops != 1 || r.Messages < 1 || fmt.Sprint(r.Pipeline) != depth {
+				t.Errorf("%s --pipeline %s: exit %d, %+v, %s", addr, depth, code, r, stderr)
+			}
+			t.Logf("%s --pipeline %s: %d messages in %.3fs", addr, depth, r.Messages, r.Seconds)
+		}
+	}
+}
+
 func TestUsage(t *testing.T) {
-	for _, args := range [][]string{{}, {"nosuch"}, {"login", "--concurrency", "0"}, {"compare", "--scenarios", "x"}} {
+	for _, args := range [][]string{{}, {"nosuch"}, {"login", "--concurrency", "0"}, {"compare", "--scenarios", "x"},
+		{"fetchall", "--pipeline", "0"}, {"compare", "--pipeline", "2000"}} {
 		var out, errb bytes.Buffer
 		if code := run(context.Background(), args, &out, &errb); code != 2 || out.Len() != 0 {
 			t.Errorf("%v: exit %d, stdout %q", args, code, out.String())
