@@ -90,11 +90,15 @@ type crlfReader struct {
 	buf     []byte // input chunk, reused
 	out     []byte // converted chunk, reused; pending points into it
 	chunk   int    // current read size: starts small, doubles while reads fill it
+	tail    [2]byte
 	eof     bool
 	err     error
 }
 
 func (c *crlfReader) Read(p []byte) (int, error) {
+	if len(c.pending) == 0 && !c.eof && len(p) >= crlfDirectMin {
+		return c.readDirect(p)
+	}
 	for len(c.pending) == 0 {
 		if c.eof {
 			return 0, c.err
@@ -111,7 +115,69 @@ func (c *crlfReader) Read(p []byte) (int, error) {
 const (
 	crlfFirstChunk = 4 * 1024
 	crlfMaxChunk   = 32 * 1024
+	// crlfDirectMin is the shortest Read that converts in place in the
+	// caller's buffer (readDirect) instead of through the reader's own.
+	crlfDirectMin = 64 * 1024
 )
+
+// readDirect reads up to len(p)/2 octets into the upper half of p and
+// converts them into p from its start, without a buffer of its own or a
+// second copy. Output never overtakes unread input: each of the r octets
+// consumed so far added at most one CR, so the output ends at or before
+// 2r, which is before the next unread octet at h+r while r < h.
+func (c *crlfReader) readDirect(p []byte) (int, error) {
+	h := len(p) / 2
+	for {
+		n, err := c.r.Read(p[h : 2*h])
+		w := 0
+		if n > 0 {
+			c.any = true
+		}
+		for r := h; r < h+n; {
+			i := bytes.IndexByte(p[r:h+n], '\n')
+			if i < 0 {
+				c.prev = p[h+n-1]
+				w += copy(p[w:], p[r:h+n])
+				break
+			}
+			before := c.prev
+			if i > 0 {
+				before = p[r+i-1]
+			}
+			w += copy(p[w:], p[r:r+i])
+			if before != '\r' {
+				p[w] = '\r'
+				w++
+			}
+			p[w] = '\n'
+			w++
+			c.prev = '\n'
+			r += i + 1
+		}
+		if err != nil {
+			c.eof = true
+			c.err = err
+			if errors.Is(err, io.EOF) {
+				c.err = io.EOF
+				if c.any && c.prev != '\n' {
+					c.tail = [2]byte{'\r', '\n'}
+					c.pending = c.tail[:]
+				}
+			}
+		}
+		if w > 0 {
+			return w, nil
+		}
+		if c.eof {
+			if len(c.pending) > 0 {
+				n := copy(p, c.pending)
+				c.pending = c.pending[n:]
+				return n, nil
+			}
+			return 0, c.err
+		}
+	}
+}
 
 // fill reads one chunk from r and converts it into pending. It reuses its
 // buffers, so a message of any size streams through two bounded chunks,

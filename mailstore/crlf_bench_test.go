@@ -3,6 +3,7 @@ package mailstore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -77,6 +78,27 @@ func BenchmarkSession(b *testing.B) {
 		}
 		if _, err := s.Commit(ctx); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCRLFReaderLarge reads a 4 MB LF message with 256 KiB reads, as
+// POP3 RETR of a large message does; such reads convert in place.
+func BenchmarkCRLFReaderLarge(b *testing.B) {
+	in := []byte(strings.Repeat("a typical line of a mail message, about 60 octets long.\n", 70000))
+	buf := make([]byte, 256*1024)
+	b.SetBytes(int64(len(in)))
+	b.ReportAllocs()
+	for b.Loop() {
+		r := NewCRLFReader(bytes.NewReader(in))
+		for {
+			_, err := r.Read(buf)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 }

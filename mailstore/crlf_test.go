@@ -3,6 +3,7 @@ package mailstore
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -45,6 +46,98 @@ func TestCRLFReaderIsAReader(t *testing.T) {
 	}
 }
 
+// readVaried reads r to its end with buffers of the given sizes in turn,
+// so that a read may convert in place (at least crlfDirectMin octets) or
+// through the reader's buffers, and the two alternate.
+func readVaried(r io.Reader, sizes ...int) ([]byte, error) {
+	var out []byte
+	bufs := make([][]byte, len(sizes))
+	for i, n := range sizes {
+		bufs[i] = make([]byte, n)
+	}
+	for i := 0; ; i++ {
+		p := bufs[i%len(bufs)]
+		n, err := r.Read(p)
+		if n < 0 || n > len(p) {
+			return out, fmt.Errorf("Read returned %d for a buffer of %d", n, len(p))
+		}
+		out = append(out, p[:n]...)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+	}
+}
+
+// crlfAdversarial are inputs for the in-place conversion: every line end
+// doubled in size, CR at chunk edges, lines longer than any buffer, no
+// final line end.
+func crlfAdversarial() []string {
+	long := strings.Repeat("x", 300*1024)
+	return []string{
+		strings.Repeat("\n", 200*1024),
+		strings.Repeat("\r\n", 100*1024),
+		strings.Repeat("\r", 100*1024),
+		strings.Repeat("a\r", 70*1024) + "\n",
+		long,
+		long + "\n" + long,
+		long + "\r",
+		strings.Repeat("line of text\n", 20000) + "no final line end",
+		strings.Repeat("mixed\r\nlf\n.dot\n\r\r\n", 10000) + "\r",
+		strings.Repeat("y", 32*1024-1) + "\r\n" + strings.Repeat("z", 64*1024) + "\n\n",
+	}
+}
+
+func TestCRLFReaderDirect(t *testing.T) {
+	var inputs []string
+	for _, tc := range crlfCases {
+		inputs = append(inputs, tc.in)
+	}
+	inputs = append(inputs, crlfAdversarial()...)
+	sources := map[string]func(io.Reader) io.Reader{
+		"plain":   func(r io.Reader) io.Reader { return r },
+		"half":    iotest.HalfReader,
+		"dataerr": iotest.DataErrReader,
+		"onebyte": iotest.OneByteReader,
+	}
+	sizeSets := [][]int{
+		{crlfDirectMin},
+		{crlfDirectMin + 1},
+		{256 * 1024},
+		{256 * 1024, 100, crlfDirectMin - 1, 1},
+		{1, 3 * crlfDirectMin, 7},
+	}
+	for i, in := range inputs {
+		want := ToCRLF([]byte(in))
+		for name, src := range sources {
+			if name == "onebyte" && len(in) > 1000 {
+				continue
+			}
+			for _, sizes := range sizeSets {
+				got, err := readVaried(NewCRLFReader(src(strings.NewReader(in))), sizes...)
+				if err != nil || !bytes.Equal(got, want) {
+					t.Errorf("input %d (%d octets), %s source, reads of %v: %d octets, %v; want %d octets",
+						i, len(in), name, sizes, len(got), err, len(want))
+				}
+			}
+		}
+	}
+}
+
+func TestCRLFReaderDirectError(t *testing.T) {
+	boom := errors.New("disk on fire")
+	r := NewCRLFReader(io.MultiReader(strings.NewReader("a\nb"), iotest.ErrReader(boom)))
+	got, err := readVaried(r, crlfDirectMin)
+	if !errors.Is(err, boom) || string(got) != "a\r\nb" {
+		t.Errorf("got %q, %v; want %q and the source's error", got, err, "a\r\nb")
+	}
+	if n, err := r.Read(make([]byte, crlfDirectMin)); n != 0 || !errors.Is(err, boom) {
+		t.Errorf("Read after the error = %d, %v", n, err)
+	}
+}
+
 func TestExactReader(t *testing.T) {
 	for _, tc := range []struct {
 		data string
@@ -79,6 +172,12 @@ func FuzzCRLF(f *testing.F) {
 		got, err := io.ReadAll(NewCRLFReader(iotest.HalfReader(bytes.NewReader(in))))
 		if err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("NewCRLFReader = %q, %v; want %q", got, err, want)
+		}
+		// In place (large reads) and buffered (small ones), alternating.
+		sizes := []int{crlfDirectMin, 1 + len(in)%97, 2*crlfDirectMin + len(in)%13}
+		got, err = readVaried(NewCRLFReader(iotest.HalfReader(bytes.NewReader(in))), sizes...)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("NewCRLFReader, reads of %v = %q, %v; want %q", sizes, got, err, want)
 		}
 		for i, c := range want {
 			if c == '\n' && (i == 0 || want[i-1] != '\r') {
