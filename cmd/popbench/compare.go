@@ -38,6 +38,7 @@ type compareConfig struct {
 	raw           string
 	timeout       time.Duration
 	users         int
+	pipeline      int
 }
 
 // benchPassword is every benchmark user's password.
@@ -67,6 +68,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.StringVar(&cfg.popgateBin, "popgate-bin", "", "popgate `BINARY` to measure (default: go build popgate/cmd/popgate)")
 	fs.StringVar(&cfg.raw, "raw", "", "append every run's JSON line to `FILE` (default WORKDIR/results.jsonl)")
 	fs.DurationVar(&cfg.timeout, "timeout", 60*time.Second, "per-reply timeout")
+	fs.IntVar(&cfg.pipeline, "pipeline", defaultPipeline, "fetchall: RETR commands in flight when the server's CAPA lists PIPELINING (1: one per round trip, as before)")
 	fs.IntVar(&cfg.users, "users", 0, "users per scenario in the data set (0: the highest --concurrency); keep it equal between runs to reuse the data")
 	if err := fs.Parse(args); err != nil {
 		return exitFor(err, stderr)
@@ -81,6 +83,9 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	if cfg.runs < 1 || len(cfg.concurrency) == 0 || slices.Min(cfg.concurrency) < 1 {
 		return exitFor(errors.New("--runs and every --concurrency must be positive"), stderr)
+	}
+	if cfg.pipeline < 1 || cfg.pipeline > maxPipeline {
+		return exitFor(fmt.Errorf("--pipeline %d: want 1 to %d", cfg.pipeline, maxPipeline), stderr)
 	}
 	if cfg.raw == "" {
 		cfg.raw = filepath.Join(cfg.workdir, "results.jsonl")
@@ -255,13 +260,16 @@ func compare(ctx context.Context, cfg compareConfig, stdout, stderr io.Writer) e
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		base := benchConfig{scenario: sc, password: benchPassword, duration: cfg.duration, timeout: cfg.timeout}
+		base := benchConfig{scenario: sc, password: benchPassword, duration: cfg.duration, timeout: cfg.timeout, pipeline: cfg.pipeline}
 		switch sc {
 		case "greet", "login", "fetchall", "bigmsg":
 			base.userTemplate = map[string]string{"greet": "u%d", "login": "u%d", "fetchall": "f%d", "bigmsg": "b%d"}[sc]
 			metric, pick := "sessions/s", func(r result) float64 { return r.OpsPerSec }
 			if sc == "fetchall" || sc == "bigmsg" {
 				metric, pick = "MB/s", func(r result) float64 { return r.MBPerSec }
+			}
+			if sc == "fetchall" {
+				metric = "MB/s, " + pipelineLabel(cfg.pipeline)
 			}
 			for _, c := range cfg.concurrency {
 				b := base
@@ -272,6 +280,11 @@ func compare(ctx context.Context, cfg compareConfig, stdout, stderr io.Writer) e
 					return err
 				}
 				rows = append(rows, summarize(sc, c, metric, res, pick))
+				if sc == "fetchall" {
+					if r, ok := pipelineRow(c, cfg.pipeline, res); ok {
+						rows = append(rows, r)
+					}
+				}
 				if sc == "bigmsg" {
 					rows = append(rows, summarize(sc, c, "server RSS growth, peak - start (KiB)", res,
 						func(r result) float64 { return float64(r.RSSPeakKiB - r.RSSBeforeKiB) }))
@@ -322,6 +335,31 @@ func compare(ctx context.Context, cfg compareConfig, stdout, stderr io.Writer) e
 	return nil
 }
 
+// pipelineLabel describes the fetchall pipeline of a comparison.
+func pipelineLabel(depth int) string {
+	if depth <= 1 {
+		return "one RETR per round trip"
+	}
+	return fmt.Sprintf("up to %d RETRs in flight (PIPELINING)", depth)
+}
+
+// pipelineRow returns a table row with the depth each server's fetchall
+// sessions used, if some server used less than the requested one (its
+// CAPA did not list PIPELINING).
+func pipelineRow(c, want int, res map[string][]result) (row, bool) {
+	fell := false
+	for _, rs := range res {
+		for _, r := range rs {
+			fell = fell || r.Pipeline < int64(want)
+		}
+	}
+	if !fell {
+		return row{}, false
+	}
+	return summarize("fetchall", c, "RETRs in flight (less than asked: no PIPELINING in CAPA)", res,
+		func(r result) float64 { return float64(r.Pipeline) }), true
+}
+
 // row is one line of the comparison table: a median per server.
 type row struct {
 	scenario    string
@@ -361,7 +399,8 @@ func tableServers() []string { return []string{"popgate", "dovecot", "dovecot-pe
 
 // printTable writes the medians and ratios as a Markdown table.
 func printTable(w io.Writer, rows []row, cfg compareConfig) {
-	fmt.Fprintf(w, "popbench compare: %d runs of %v per cell (medians), nproc %d, %s\n\n", cfg.runs, cfg.duration, runtime.NumCPU(), runtime.Version())
+	fmt.Fprintf(w, "popbench compare: %d runs of %v per cell (medians), nproc %d, %s; fetchall: %s\n\n",
+		cfg.runs, cfg.duration, runtime.NumCPU(), runtime.Version(), pipelineLabel(cfg.pipeline))
 	var cols []string
 	for _, name := range tableServers() {
 		for _, r := range rows {
@@ -369,6 +408,9 @@ func printTable(w io.Writer, rows []row, cfg compareConfig) {
 				cols = append(cols, name)
 			}
 		}
+	}
+	if len(cols) == 0 {
+		return
 	}
 	head := "| scenario | c | metric |"
 	for _, c := range cols {

@@ -327,6 +327,19 @@ func TestMedianAndTable(t *testing.T) {
 	if !strings.Contains(out.String(), "| login | 8 | sessions/s | 200 | 10.0 | 400 | 20.00× | 0.50× | 1/0/0 |") {
 		t.Errorf("table:\n%s", out.String())
 	}
+	fetch := map[string][]result{"popgate": {{Pipeline: 16}}, "dovecot": {{Pipeline: 1}}}
+	r, ok := pipelineRow(8, 16, fetch)
+	if !ok || r.values["popgate"] != 16 || r.values["dovecot"] != 1 {
+		t.Errorf("pipelineRow = %+v, %v", r, ok)
+	}
+	if _, ok := pipelineRow(8, 16, map[string][]result{"popgate": {{Pipeline: 16}}}); ok {
+		t.Error("pipelineRow without a fallback")
+	}
+	out.Reset()
+	printTable(&out, nil, compareConfig{runs: 1, duration: time.Second, pipeline: 16})
+	if !strings.Contains(out.String(), "fetchall: up to 16 RETRs in flight (PIPELINING)") {
+		t.Errorf("header: %q", out.String())
+	}
 }
 
 func TestGenMessage(t *testing.T) {
