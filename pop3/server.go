@@ -140,6 +140,7 @@ type Server struct {
 	tlsConfig    *tls.Config // nil: no STLS
 	limiter      *Limiter
 	mechs        []*mechanism // AUTH mechanisms in CAPA order
+	msgBufs      msgBufferPool
 }
 
 // New checks opts, applies the defaults and returns a server.

@@ -154,7 +154,18 @@ func (c *conn) sendMessage(n int, status string, bodyLines int64) error {
 		return fmt.Errorf("reading message %d: %w", n, rerr)
 	}
 	c.reply(status)
-	dw := newDotWriter(c.wc.Writer(), bodyLines)
+	var w io.Writer = c.wc.Writer()
+	next := buf // the buffer for the reads after the first
+	var mb *msgBuffers
+	if rerr == nil && bodyLines < 0 {
+		// The first chunk filled the buffer: a large message. Send it
+		// through larger buffers borrowed from the server.
+		mb = c.srv.msgBufs.get()
+		defer c.srv.msgBufs.put(mb)
+		mb.w.Reset(c.wc.Writer())
+		w, next = mb.w, mb.read
+	}
+	dw := newDotWriter(w, bodyLines)
 	for {
 		if nr > 0 {
 			if err := c.wc.ExtendWrite(); err != nil {
@@ -167,7 +178,8 @@ func (c *conn) sendMessage(n int, status string, bodyLines int64) error {
 		if rerr != nil || dw.Done() {
 			break
 		}
-		nr, rerr = rc.Read(buf)
+		buf = next
+		nr, rerr = readChunk(rc, buf)
 		if rerr != nil && !errors.Is(rerr, io.EOF) {
 			return &fatalError{fmt.Errorf("reading message %d: %w", n, rerr)}
 		}
@@ -175,14 +187,40 @@ func (c *conn) sendMessage(n int, status string, bodyLines int64) error {
 	if c.srv.opts.Quirks.BlankBeforeDot {
 		// The empty line before the dot, after TOP's line limit too. RETR
 		// sizes count it (wireSize).
-		if _, err := c.wc.Writer().WriteString(crlf); err != nil {
+		if _, err := io.WriteString(w, crlf); err != nil {
 			return &fatalError{fmt.Errorf("sending message %d: %w", n, err)}
 		}
 	}
 	if err := dw.Close(); err != nil {
 		return &fatalError{fmt.Errorf("sending message %d: %w", n, err)}
 	}
+	if mb != nil {
+		// What is left goes to the connection's reply buffer, flushed
+		// with the replies that follow.
+		if err := c.wc.ExtendWrite(); err != nil {
+			return &fatalError{fmt.Errorf("sending message %d: %w", n, err)}
+		}
+		if err := mb.w.Flush(); err != nil {
+			return &fatalError{fmt.Errorf("sending message %d: %w", n, err)}
+		}
+	}
 	return nil
+}
+
+// readChunk reads from r into buf until it holds at least half of buf,
+// r ends or fails. Fuller chunks mean fewer, larger writes; stopping at
+// half lets a reader that converts in the caller's buffer (the store's
+// CRLF reader) fill a chunk with one large read.
+func readChunk(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf)/2 || n == 0 {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // cmdDele marks a message deleted (RFC 1939 §5).
