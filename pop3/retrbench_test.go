@@ -150,39 +150,70 @@ func benchServer(b *testing.B, store mailstore.Store) (net.Conn, *bufio.Reader) 
 	return nc, br
 }
 
+// bigAttachment returns a message of about size octets with LF line ends
+// that is mostly one base64 attachment, as most large mail is: 76-octet
+// lines, none starting with a dot.
+func bigAttachment(size int) []byte {
+	var b bytes.Buffer
+	b.Grow(size + 200)
+	b.WriteString("From: bench@example.test\nSubject: attachment\nContent-Type: application/octet-stream\n" +
+		"Content-Transfer-Encoding: base64\n\n")
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	line := make([]byte, 77)
+	for i := 0; b.Len() < size; i++ {
+		for j := range 76 {
+			line[j] = alphabet[(i*31+j*7)%64]
+		}
+		line[76] = '\n'
+		b.Write(line)
+	}
+	return b.Bytes()
+}
+
 // BenchmarkRetrBig retrieves one large message over loopback TCP, the
 // message served as a Maildir serves it (LF, through
-// mailstore.NewCRLFReader) or as the memstore does (already CRLF).
+// mailstore.NewCRLFReader) or as the memstore does (already CRLF). "text"
+// has a line starting with a dot every 40 lines; "attach" is a base64
+// attachment without any.
 func BenchmarkRetrBig(b *testing.B) {
 	for _, size := range benchSizes {
-		lf := bigLFMessage(size)
-		crlfMsg := mailstore.ToCRLF(lf)
-		want := wireForm(lf)
-		for _, src := range []string{"lf", "crlf"} {
-			b.Run(fmt.Sprintf("src=%s/size=%dMB", src, size/1_000_000), func(b *testing.B) {
-				store := &fakeStore{msgs: []fakeMsg{{uid: "big", data: string(crlfMsg), size: -1}}}
-				if src == "lf" {
-					store.msgs[0] = fakeMsg{uid: "big", data: string(lf), size: int64(len(crlfMsg))}
-					store.lf = true
-				}
-				nc, br := benchServer(b, store)
-				status := "+OK " + strconv.Itoa(len(crlfMsg)) + " octets\r\n"
-				expect := int64(len(status) + len(want))
-				buf := make([]byte, 256*1024)
-				loopWithCPU(b, int64(len(want)), func() {
-					if _, err := io.WriteString(nc, "RETR 1\r\n"); err != nil {
-						b.Fatal(err)
-					}
-					n, err := readReply(br, buf)
-					if err != nil {
-						b.Fatal(err)
-					}
-					if n != expect {
-						b.Fatalf("read %d octets, want %d", n, expect)
-					}
-				})
-			})
+		for _, kind := range []string{"text", "attach"} {
+			benchRetrBig(b, size, kind)
 		}
+	}
+}
+
+func benchRetrBig(b *testing.B, size int, kind string) {
+	lf := bigLFMessage(size)
+	if kind == "attach" {
+		lf = bigAttachment(size)
+	}
+	crlfMsg := mailstore.ToCRLF(lf)
+	want := wireForm(lf)
+	for _, src := range []string{"lf", "crlf"} {
+		b.Run(fmt.Sprintf("src=%s/msg=%s/size=%dMB", src, kind, size/1_000_000), func(b *testing.B) {
+			store := &fakeStore{msgs: []fakeMsg{{uid: "big", data: string(crlfMsg), size: -1}}}
+			if src == "lf" {
+				store.msgs[0] = fakeMsg{uid: "big", data: string(lf), size: int64(len(crlfMsg))}
+				store.lf = true
+			}
+			nc, br := benchServer(b, store)
+			status := "+OK " + strconv.Itoa(len(crlfMsg)) + " octets\r\n"
+			expect := int64(len(status) + len(want))
+			buf := make([]byte, 256*1024)
+			loopWithCPU(b, int64(len(want)), func() {
+				if _, err := io.WriteString(nc, "RETR 1\r\n"); err != nil {
+					b.Fatal(err)
+				}
+				n, err := readReply(br, buf)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if n != expect {
+					b.Fatalf("read %d octets, want %d", n, expect)
+				}
+			})
+		})
 	}
 }
 
