@@ -52,17 +52,18 @@ const (
 
 // Lock methods (Options.LockMethod).
 const (
-	// LockFlock keeps a permanent popgate.lock file in each folder and
-	// holds an flock(2) on it for the session: no file is created or
-	// removed per login, and the kernel releases the lock when its
-	// holder dies. It is the default.
-	LockFlock = "flock"
-	// LockDotlock creates popgate.lock for the session (written aside and
-	// hard-linked into place) and removes it at the end; a lock whose
-	// holder is dead, or that was not refreshed for StaleLockTimeout, is
-	// broken. It suits file systems without working flock, such as some
-	// network and FUSE file systems.
+	// LockDotlock creates popgate.lock for the session, a symbolic link
+	// whose target names the holder (or, where symbolic links are not
+	// supported, a file written aside and hard-linked into place), and
+	// removes it at the end; a lock whose holder is dead, or that was not
+	// refreshed for StaleLockTimeout, is broken. It holds no file
+	// descriptor. It is the default.
 	LockDotlock = "dotlock"
+	// LockFlock keeps a permanent popgate.lock file in each folder and
+	// holds an flock(2) on it for the session: the kernel releases the
+	// lock when its holder dies, whatever the cause, but each session
+	// holds one more file descriptor.
+	LockFlock = "flock"
 )
 
 // DefaultStaleLockTimeout is how old an unrefreshed lock file must be to
@@ -81,7 +82,7 @@ type Options struct {
 	Users users.Authenticator
 	// UIDLFormat is UIDLBaseName (the default, also "") or UIDLDovecot.
 	UIDLFormat string
-	// LockMethod is LockFlock (the default, also "") or LockDotlock. All
+	// LockMethod is LockDotlock (the default, also "") or LockFlock. All
 	// popgate processes sharing a Maildir must use the same method.
 	LockMethod string
 	// StaleLockTimeout (LockDotlock only) breaks locks older than this
@@ -163,7 +164,7 @@ func New(opts Options) (*Store, error) {
 	}
 	switch opts.LockMethod {
 	case "":
-		opts.LockMethod = LockFlock
+		opts.LockMethod = LockDotlock
 	case LockFlock, LockDotlock:
 	default:
 		return nil, fmt.Errorf("maildir: unknown lock method %q (want %q or %q)", opts.LockMethod, LockFlock, LockDotlock)

@@ -534,9 +534,11 @@ func writeDir(t *testing.T, uidlist string) string {
 
 func TestDotlockLocking(t *testing.T) {
 	e := newEnv(t)
-	e.opts.LockMethod = LockDotlock
 	e.opts.StaleLockTimeout = 400 * time.Millisecond
 	s := e.store(t)
+	if s.opts.LockMethod != LockDotlock {
+		t.Fatalf("default lock method %q", s.opts.LockMethod)
+	}
 	root := e.userDir(t, s, "alice")
 	other := e.store(t) // another front end or process over the same data
 	lock := filepath.Join(root, lockName)
@@ -550,6 +552,10 @@ func TestDotlockLocking(t *testing.T) {
 	}
 
 	md := openDrop(t, s, "alice", "")
+	// The lock is a symbolic link naming its holder.
+	if target, err := os.Readlink(lock); err != nil || target != fmt.Sprintf("%d %s", os.Getpid(), s.host) {
+		t.Fatalf("lock = %q, %v; want a symbolic link to \"<pid> <host>\"", target, err)
+	}
 	if _, err := login(other).Open(ctx, ""); !errors.Is(err, mailstore.ErrLocked) {
 		t.Fatalf("second Open = %v, want ErrLocked", err)
 	}
@@ -634,10 +640,8 @@ func TestCancelledContext(t *testing.T) {
 // releases at once.
 func TestFlockLocking(t *testing.T) {
 	e := newEnv(t)
+	e.opts.LockMethod = LockFlock
 	s := e.store(t)
-	if s.opts.LockMethod != LockFlock {
-		t.Fatalf("default lock method %q", s.opts.LockMethod)
-	}
 	root := e.userDir(t, s, "alice")
 	other := e.store(t)
 	lock := filepath.Join(root, lockName)

@@ -1,0 +1,22 @@
+//go:build unix
+
+package maildir
+
+import (
+	"io/fs"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// touchLock sets a lock's modification time to now, the lock's own for a
+// symbolic link (not its target's, which does not exist).
+func touchLock(path string, st os.FileInfo) error {
+	if st.Mode()&fs.ModeSymlink == 0 {
+		now := time.Now()
+		return os.Chtimes(path, now, now)
+	}
+	ts := []unix.Timespec{{Nsec: unix.UTIME_NOW}, {Nsec: unix.UTIME_NOW}}
+	return unix.UtimesNanoAt(unix.AT_FDCWD, path, ts, unix.AT_SYMLINK_NOFOLLOW)
+}
