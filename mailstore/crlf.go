@@ -82,6 +82,18 @@ func NewCRLFReader(r io.Reader) io.Reader {
 	return &crlfReader{r: r}
 }
 
+// NewCRLFReaderSize is NewCRLFReader for a source of about size octets
+// (a message's stored or announced size): the first read asks for one
+// octet more (within the reader's chunk bounds), so that a small message
+// arrives in one read and its end in the next.
+func NewCRLFReaderSize(r io.Reader, size int64) io.Reader {
+	c := &crlfReader{r: r}
+	if size >= 0 {
+		c.chunk = int(min(max(size+1, 512), crlfMaxChunk))
+	}
+	return c
+}
+
 type crlfReader struct {
 	r       io.Reader
 	prev    byte   // last octet read from r
@@ -194,7 +206,7 @@ func (c *crlfReader) fill(want int) {
 	n, err := c.r.Read(in)
 	in = in[:n]
 	if n == want && c.chunk < crlfMaxChunk {
-		c.chunk *= 2
+		c.chunk = min(2*c.chunk, crlfMaxChunk)
 	}
 	if need := n + n/16 + 2; cap(c.out) < need {
 		c.out = make([]byte, 0, max(need, 2*want))

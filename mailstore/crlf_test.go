@@ -159,6 +159,54 @@ func TestExactReader(t *testing.T) {
 	}
 }
 
+// countingReader counts the reads that reach its source.
+type countingReader struct {
+	r     io.Reader
+	reads int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	c.reads++
+	return c.r.Read(p)
+}
+
+// TestCRLFReaderSizeReads checks that a reader told the message's size
+// reads a small message in one read and its end in the next, where the
+// plain reader starts with small reads.
+func TestCRLFReaderSizeReads(t *testing.T) {
+	msg := []byte(strings.Repeat("a line of a message of some four kilobytes\n", 100))
+	for _, tc := range []struct {
+		name  string
+		new   func(io.Reader) io.Reader
+		reads int
+	}{
+		{"sized", func(r io.Reader) io.Reader { return NewCRLFReaderSize(r, int64(len(msg))) }, 2},
+		{"sized by the CRLF size", func(r io.Reader) io.Reader { return NewCRLFReaderSize(r, int64(len(ToCRLF(msg)))) }, 2},
+		{"unsized", NewCRLFReader, 3},
+	} {
+		src := &countingReader{r: bytes.NewReader(msg)}
+		buf := make([]byte, 32*1024)
+		var got []byte
+		r := tc.new(src)
+		for {
+			n, err := r.Read(buf)
+			got = append(got, buf[:n]...)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !bytes.Equal(got, ToCRLF(msg)) {
+			t.Errorf("%s: wrong output", tc.name)
+		}
+		if src.reads != tc.reads {
+			t.Errorf("%s: %d reads of the source, want %d", tc.name, src.reads, tc.reads)
+		}
+	}
+}
+
 func FuzzCRLF(f *testing.F) {
 	for _, tc := range crlfCases {
 		f.Add([]byte(tc.in))
@@ -172,6 +220,12 @@ func FuzzCRLF(f *testing.F) {
 		got, err := io.ReadAll(NewCRLFReader(iotest.HalfReader(bytes.NewReader(in))))
 		if err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("NewCRLFReader = %q, %v; want %q", got, err, want)
+		}
+		for _, hint := range []int64{-1, 0, int64(len(in)), int64(len(want)), int64(len(in)/3 + 1), 1 << 20} {
+			got, err := io.ReadAll(NewCRLFReaderSize(iotest.HalfReader(bytes.NewReader(in)), hint))
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("NewCRLFReaderSize(%d) = %q, %v; want %q", hint, got, err, want)
+			}
 		}
 		// In place (large reads) and buffered (small ones), alternating.
 		sizes := []int{crlfDirectMin, 1 + len(in)%97, 2*crlfDirectMin + len(in)%13}

@@ -399,7 +399,7 @@ func (m *maildrop) OpenMessage(ctx context.Context, uid string) (io.ReadCloser, 
 	if !ok {
 		return nil, fmt.Errorf("maildir: uid %q: %w", uid, mailstore.ErrNoSuchMessage)
 	}
-	f, err := os.Open(filepath.Join(m.cur, m.msgs[i].fn.name))
+	f, err := openMessageFile(filepath.Join(m.cur, m.msgs[i].fn.name))
 	if errors.Is(err, fs.ErrNotExist) {
 		names, nerr := m.currentNames()
 		if nerr != nil {
@@ -409,12 +409,12 @@ func (m *maildrop) OpenMessage(ctx context.Context, uid string) (io.ReadCloser, 
 		if !ok {
 			return nil, fmt.Errorf("maildir: uid %q was removed by another program: %w", uid, mailstore.ErrNoSuchMessage)
 		}
-		f, err = os.Open(filepath.Join(m.cur, name))
+		f, err = openMessageFile(filepath.Join(m.cur, name))
 	}
 	if err != nil {
 		return nil, permanent(fmt.Errorf("maildir: opening %q: %w", uid, err))
 	}
-	return &msgReader{ctx: ctx, f: f, r: mailstore.NewCRLFReader(f), md: m, i: i}, nil
+	return &msgReader{ctx: ctx, f: f, r: mailstore.NewCRLFReaderSize(f, m.msgs[i].size), md: m, i: i}, nil
 }
 
 // msgReader streams a message's CRLF form and notices when the announced

@@ -12,3 +12,6 @@ import (
 func flockExclusive(*os.File) error {
 	return errors.New("flock is not available on this system")
 }
+
+// openMessageFile opens a message file for reading.
+func openMessageFile(path string) (*os.File, error) { return os.Open(path) }
