@@ -1,6 +1,7 @@
 package maildir
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -100,7 +101,7 @@ func (c *cache) index() map[string]cacheEntry {
 // readCache loads dir's cache. A missing file gives an empty cache; a
 // malformed one gives an empty cache and an error to log.
 func readCache(dir string) (*cache, error) {
-	data, err := os.ReadFile(filepath.Join(dir, cacheName))
+	data, err := readFile(filepath.Join(dir, cacheName))
 	if errors.Is(err, fs.ErrNotExist) {
 		return newCache(), nil
 	}
@@ -112,6 +113,25 @@ func readCache(dir string) (*cache, error) {
 		return newCache(), fmt.Errorf("cache %s ignored: %w", filepath.Join(dir, cacheName), err)
 	}
 	return c, nil
+}
+
+// readFile is os.ReadFile through openMessageFile, which spares a login
+// the poller round trip of os.Open.
+func readFile(path string) ([]byte, error) {
+	f, err := openMessageFile(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, st.Size()+1))
+	if _, err := buf.ReadFrom(f); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	return buf.Bytes(), nil
 }
 
 // parseCache parses a cache file of either version. The strings of the
