@@ -1,10 +1,10 @@
 package maildir
 
 import (
-	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -127,11 +127,21 @@ func readFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, st.Size()+1))
-	if _, err := buf.ReadFrom(f); err != nil {
+	// One octet more than the size, so that the read ending short shows
+	// the end; a file that grew meanwhile is read on to its end.
+	buf := make([]byte, st.Size()+1)
+	n, err := io.ReadFull(f, buf)
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		return buf[:n], nil
+	case err != nil:
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
-	return buf.Bytes(), nil
+	rest, err := io.ReadAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	return append(buf, rest...), nil
 }
 
 // parseCache parses a cache file of either version. The strings of the
