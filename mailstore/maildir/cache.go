@@ -23,15 +23,16 @@ import (
 //
 //	popgate-maildir-cache 2
 //	next <seq>
-//	cur <mtime> <listed>
+//	cur <cur mtime> <new mtime> <listed>
 //	<seq> <size> <uid> <file name>
 //	...
 //	end
 //
-// The "cur" line stamps the listing the names come from: cur/'s
-// modification time before it was read and the time the reading began,
-// both in nanoseconds since 1970. A file name is written as it is unless
-// it holds a byte outside '!'..'~' or a '"' or '\', in which case it is
+// The "cur" line stamps the listing the names come from: the modification
+// times of cur/ and of new/ before they were read (new/'s is 0 unless the
+// listing found new/ with nothing to move), and the time the reading
+// began, all in nanoseconds since 1970. A file name is written as it is unless
+// it holds a byte outside '!'..'~' or a '"' or '\\', in which case it is
 // Go-quoted (and then begins with '"'). Version 1 files, which kept the
 // base name (quoted) and no stamp, are still read; the next write
 // upgrades them.
@@ -46,8 +47,9 @@ const (
 	cacheHeaderV1 = "popgate-maildir-cache 1"
 )
 
-// stableAfter is how long cur/ must have been unchanged before it was
-// listed for the listing to be reused without reading cur/ again. A
+// stableAfter is how long cur/ and new/ must have been unchanged before
+// they were listed for the listing to be reused without reading them
+// again. A
 // change made after the listing began then always gives cur/ a
 // modification time different from the one recorded, even on a file
 // system that keeps times in whole seconds (or two, as FAT does) or
@@ -63,14 +65,18 @@ type cacheEntry struct {
 	base string // the name up to the ':' info separator
 }
 
-// listStamp identifies a listing of cur/: its modification time before
-// the listing and when the listing began (nanoseconds; 0: none).
-type listStamp struct{ mtime, listed int64 }
+// listStamp identifies a listing of a folder: the modification times of
+// cur/ and new/ before the listing (newMtime 0 unless new/ had nothing to
+// move) and when the listing began (nanoseconds; 0: none).
+type listStamp struct{ curMtime, newMtime, listed int64 }
 
-// reusable reports whether a listing stamped s still describes cur/ now
-// that cur/ has modification time mtime.
-func (s listStamp) reusable(mtime int64) bool {
-	return s.listed != 0 && s.mtime == mtime && s.listed-s.mtime >= int64(stableAfter)
+// reusable reports whether a listing stamped s still describes the folder
+// now that cur/ and new/ have these modification times: neither changed,
+// new/ had nothing to move, and both had been quiet for stableAfter when
+// the listing began.
+func (s listStamp) reusable(curMtime, newMtime int64) bool {
+	return s.listed != 0 && s.newMtime != 0 && s.curMtime == curMtime && s.newMtime == newMtime &&
+		s.listed-max(s.curMtime, s.newMtime) >= int64(stableAfter)
 }
 
 // cache is the parsed cache file of a folder.
@@ -176,16 +182,18 @@ func parseCache(data []byte) (*cache, error) {
 	if !v1 {
 		l, ok := line()
 		rest, ok2 := strings.CutPrefix(l, "cur ")
-		mtStr, lsStr, ok3 := strings.Cut(rest, " ")
-		if !ok || !ok2 || !ok3 {
+		cmStr, rest, ok3 := strings.Cut(rest, " ")
+		nmStr, lsStr, ok4 := strings.Cut(rest, " ")
+		if !ok || !ok2 || !ok3 || !ok4 {
 			return nil, fmt.Errorf("bad cur line")
 		}
-		mt, err1 := strconv.ParseInt(mtStr, 10, 64)
-		ls, err2 := strconv.ParseInt(lsStr, 10, 64)
-		if err := errors.Join(err1, err2); err != nil {
+		cm, err1 := strconv.ParseInt(cmStr, 10, 64)
+		nm, err2 := strconv.ParseInt(nmStr, 10, 64)
+		ls, err3 := strconv.ParseInt(lsStr, 10, 64)
+		if err := errors.Join(err1, err2, err3); err != nil {
 			return nil, fmt.Errorf("bad cur line: %w", err)
 		}
-		c.stamp = listStamp{mtime: mt, listed: ls}
+		c.stamp = listStamp{curMtime: cm, newMtime: nm, listed: ls}
 		n++
 	}
 	complete := false
@@ -257,7 +265,7 @@ func (c *cache) marshal() []byte {
 		}
 	}
 	buf := make([]byte, 0, len(list)*96+96)
-	buf = fmt.Appendf(buf, "%s\nnext %d\ncur %d %d\n", cacheHeader, c.next, stamp.mtime, stamp.listed)
+	buf = fmt.Appendf(buf, "%s\nnext %d\ncur %d %d %d\n", cacheHeader, c.next, stamp.curMtime, stamp.newMtime, stamp.listed)
 	for _, e := range list {
 		buf = strconv.AppendUint(buf, e.seq, 10)
 		buf = append(buf, ' ')

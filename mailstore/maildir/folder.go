@@ -110,24 +110,44 @@ type maildrop struct {
 // snapshot moves new/ to cur/, reconciles cur/ with the cache and returns
 // the maildrop. The caller holds dir's lock.
 func (s *Store) snapshot(ctx context.Context, dir string) (*maildrop, error) {
-	cur := filepath.Join(dir, "cur")
-	if err := s.moveNew(ctx, dir, cur); err != nil {
+	cur, newDir := filepath.Join(dir, "cur"), filepath.Join(dir, "new")
+	mtimeOf := func(d string) (int64, error) {
+		st, err := os.Stat(d)
+		if err != nil {
+			return 0, permanent(fmt.Errorf("reading %s: %w", d, err))
+		}
+		return st.ModTime().UnixNano(), nil
+	}
+	newMtime, err := mtimeOf(newDir)
+	if err != nil {
 		return nil, err
 	}
-	st, err := os.Stat(cur)
+	curMtime, err := mtimeOf(cur)
 	if err != nil {
-		return nil, permanent(fmt.Errorf("reading %s: %w", cur, err))
+		return nil, err
 	}
-	mtime := st.ModTime().UnixNano()
 	c, cerr := readCache(dir)
 	if cerr != nil {
 		s.log.Warn().Err(cerr).Str("dir", dir).Msg("rebuilding maildir cache")
 	}
-	if cerr == nil && c.entries == nil && c.stamp.reusable(mtime) {
-		// cur/ has not changed since a listing made when it had been
-		// stable for a while: the cache's names are cur/'s.
+	if cerr == nil && c.entries == nil && c.stamp.reusable(curMtime, newMtime) {
+		// Neither cur/ nor new/ has changed since a listing made when
+		// they had been quiet for a while, and new/ had nothing to move
+		// then: the cache's names are cur/'s, and no mail is waiting.
 		s.listingsReused.Add(1)
 		return s.reuseListing(dir, cur, c), nil
+	}
+	moved, err := s.moveNew(ctx, dir, cur)
+	if err != nil {
+		return nil, err
+	}
+	if moved > 0 {
+		// The renames changed both directories: this listing cannot be
+		// reused, and the next login lists new/ again.
+		newMtime = 0
+		if curMtime, err = mtimeOf(cur); err != nil {
+			return nil, err
+		}
 	}
 	// Temporary files left by a crash are removed whenever cur/ is
 	// listed, which any change to the folder brings about.
@@ -248,9 +268,9 @@ func (s *Store) snapshot(ctx context.Context, dir string) (*maildrop, error) {
 	}
 	// Record this listing; it is worth a write of its own only once it
 	// can be reused.
-	stamp := listStamp{mtime: mtime, listed: listed}
+	stamp := listStamp{curMtime: curMtime, newMtime: newMtime, listed: listed}
 	if stamp != c.stamp {
-		changed = changed || stamp.reusable(mtime)
+		changed = changed || stamp.reusable(curMtime, newMtime)
 		c.stamp = stamp
 	}
 	if changed {
@@ -297,18 +317,19 @@ func readDirUnsorted(dir string) ([]os.DirEntry, error) {
 	return entries, nil
 }
 
-// moveNew moves every file of new/ to cur/, adding an empty ":2," info.
-func (s *Store) moveNew(ctx context.Context, dir, cur string) error {
+// moveNew moves every file of new/ to cur/, adding an empty ":2," info,
+// and returns how many it moved.
+func (s *Store) moveNew(ctx context.Context, dir, cur string) (int, error) {
 	newDir := filepath.Join(dir, "new")
 	entries, err := os.ReadDir(newDir)
 	if err != nil {
-		return permanent(fmt.Errorf("reading %s: %w", newDir, err))
+		return 0, permanent(fmt.Errorf("reading %s: %w", newDir, err))
 	}
 	moved := 0
 	for k, e := range entries {
 		if k%256 == 0 {
 			if err := ctx.Err(); err != nil {
-				return fmt.Errorf("moving new mail: %w", err)
+				return moved, fmt.Errorf("moving new mail: %w", err)
 			}
 		}
 		name := e.Name()
@@ -320,19 +341,19 @@ func (s *Store) moveNew(ctx context.Context, dir, cur string) error {
 			continue // moved or removed by another program
 		}
 		if err != nil {
-			return permanent(fmt.Errorf("moving %s to cur/: %w", name, err))
+			return moved, permanent(fmt.Errorf("moving %s to cur/: %w", name, err))
 		}
 		moved++
 	}
 	if moved > 0 {
 		if err := syncDir(cur); err != nil {
-			return err
+			return moved, err
 		}
 		if err := syncDir(newDir); err != nil {
-			return err
+			return moved, err
 		}
 	}
-	return nil
+	return moved, nil
 }
 
 // countSize reads a message once to find the size of its CRLF form.

@@ -729,7 +729,7 @@ func TestParseCache(t *testing.T) {
 		c.entries[e.base] = e
 	}
 	c.next = 5
-	c.stamp = listStamp{mtime: 1, listed: int64(10 * time.Second)}
+	c.stamp = listStamp{curMtime: 1, newMtime: 2, listed: int64(10 * time.Second)}
 	data := c.marshal()
 	back, err := parseCache(data)
 	if err != nil {
@@ -743,7 +743,7 @@ func TestParseCache(t *testing.T) {
 			t.Errorf("entry %d = %+v, want %+v", i, back.list[i], c.entries[base])
 		}
 	}
-	if !bytes.Contains(data, []byte("2 0 u2 x,W=0:2,\n")) {
+	if !bytes.Contains(data, []byte("\ncur 1 2 10000000000\n")) || !bytes.Contains(data, []byte("2 0 u2 x,W=0:2,\n")) {
 		t.Errorf("a plain name is not written as it is:\n%s", data)
 	}
 	for _, bad := range [][]byte{
@@ -773,12 +773,15 @@ func TestParseCache(t *testing.T) {
 	}
 }
 
-// ageDir sets dir's modification time to d ago.
-func ageDir(t *testing.T, dir string, d time.Duration) {
+// ageFolder sets the modification times of the folder's cur/ and new/
+// to d ago.
+func ageFolder(t *testing.T, dir string, d time.Duration) {
 	t.Helper()
 	when := time.Now().Add(-d)
-	if err := os.Chtimes(dir, when, when); err != nil {
-		t.Fatal(err)
+	for _, sub := range []string{"cur", "new"} {
+		if err := os.Chtimes(filepath.Join(dir, sub), when, when); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -819,7 +822,7 @@ func TestListingReuse(t *testing.T) {
 	}
 	// cur/ was just changed (new/ was moved into it): not reusable.
 	login("cur/ changed a moment ago", false)
-	ageDir(t, cur, time.Minute)
+	ageFolder(t, root, time.Minute)
 	login("cur/ stable: listed and stamped", false)
 	if got := login("unchanged since", true); fmt.Sprint(got) != fmt.Sprint(first) {
 		t.Errorf("reused listing differs:\n%v\n%v", got, first)
@@ -835,7 +838,7 @@ func TestListingReuse(t *testing.T) {
 	if err := os.Rename(filepath.Join(cur, old), filepath.Join(cur, parseName(old).withFlag('S'))); err != nil {
 		t.Fatal(err)
 	}
-	ageDir(t, cur, 10*time.Second)
+	ageFolder(t, root, 10*time.Second)
 	got := login("after a flag rename", false)
 	seen := 0
 	for _, m := range got {
@@ -852,7 +855,7 @@ func TestListingReuse(t *testing.T) {
 	if err := os.Remove(filepath.Join(cur, parseName(old).withFlag('S'))); err != nil {
 		t.Fatal(err)
 	}
-	ageDir(t, cur, 10*time.Second)
+	ageFolder(t, root, 10*time.Second)
 	if got := login("after a removal", false); len(got) != 4 {
 		t.Errorf("after a removal: %d messages, want 4", len(got))
 	}
@@ -869,7 +872,7 @@ func TestListingReuse(t *testing.T) {
 	}
 
 	// A commit of this session changes cur/ as well.
-	ageDir(t, cur, 10*time.Second)
+	ageFolder(t, root, 10*time.Second)
 	login("stable again", false)
 	md := openDrop(t, s, "alice", "")
 	msgs := list(t, md)
