@@ -65,7 +65,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&cfg.storeCfg.url, "store", "memory:", "mail store `URL`: memory: (the demo maildrop), maildir:PATH, mbox:PATH (PATH may hold %u), imaps://HOST[:PORT], imap://HOST, pop3s://HOST[:PORT], pop3://HOST")
 	fs.StringVar(&cfg.storeCfg.usersFile, "users", "", "Dovecot-style passwd-file `FILE` (user:{SCHEME}secret:...); needed by maildir: and mbox:; with a gateway --store, maps local users to upstream accounts (extra fields upstream_user=, upstream_pass= or upstream_token_command=); reloaded on SIGHUP")
 	fs.StringVar(&cfg.storeCfg.uidlFormat, "uidl-format", "basename", "maildir UIDLs: basename, or dovecot to reproduce Dovecot's from dovecot-uidlist")
-	fs.StringVar(&cfg.storeCfg.maildirLock, "maildir-lock", "dotlock", "maildir session lock: dotlock (popgate.lock exists while a session holds the folder), or flock (a permanent popgate.lock, flock(2) per session, one more file descriptor per session)")
+	fs.StringVar(&cfg.storeCfg.maildirLock, "maildir-lock", "rename", "maildir session lock: rename (a permanent token renamed to its holder's name), dotlock (popgate.lock exists while a session holds the folder; for file systems without flock), or flock (flock(2) per session; one more open file per session)")
 	fs.StringVar(&cfg.storeCfg.mboxFlavour, "mbox-flavour", "mboxo", "mbox From_ quoting: mboxo (Debian's Postfix and procmail) or mboxrd")
 	fs.StringVar(&cfg.storeCfg.mboxFolders, "mbox-folders", "", "mbox: `DIR` of a user's other folders, e.g. %h/mail (empty: INBOX only)")
 	fs.StringVar(&cfg.storeCfg.upstreamCA, "upstream-ca", "", "gateway: CA certificate `FILE` for the upstream (default: system roots)")

@@ -75,9 +75,9 @@ func openStore(ctx context.Context, sc storeConfig, hostname string, log zerolog
 				return nil, fmt.Errorf("--uidl-format %q: want basename or dovecot", sc.uidlFormat)
 			}
 			switch sc.maildirLock {
-			case "", maildir.LockFlock, maildir.LockDotlock:
+			case "", maildir.LockRename, maildir.LockDotlock, maildir.LockFlock:
 			default:
-				return nil, fmt.Errorf("--maildir-lock %q: want flock or dotlock", sc.maildirLock)
+				return nil, fmt.Errorf("--maildir-lock %q: want rename, dotlock or flock", sc.maildirLock)
 			}
 			st, err := maildir.New(maildir.Options{
 				Path: rest, Users: db, UIDLFormat: format, LockMethod: sc.maildirLock, Hostname: hostname, Logger: log,

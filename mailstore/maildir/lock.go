@@ -24,20 +24,22 @@ const lockName = "popgate.lock"
 // linked into place, so that the lock never exists without its content.
 const lockTmpPrefix = "popgate.lock.tmp."
 
-// folderLock is a held maildrop lock: an flock on an open lock file
-// (LockFlock), or a lock file of our own (LockDotlock) that a timer, not
-// a goroutine, refreshes, so that an idle session costs no goroutine
-// stack for its lock.
+// folderLock is a held maildrop lock: the folder's token under our held
+// name (LockRename) or a lock file of our own (LockDotlock), either of
+// which a timer, not a goroutine, refreshes, so that an idle session costs
+// no goroutine stack for its lock; or an flock on an open lock file
+// (LockFlock).
 type folderLock struct {
-	path string
+	path   string
+	rename bool // LockRename: release renames the token back
 
 	// LockFlock.
 	s   *Store
 	dir string
 	f   *os.File
 
-	// LockDotlock.
-	info  os.FileInfo // of the lock file we created, to recognise it
+	// LockDotlock and LockRename.
+	info  os.FileInfo // of the lock file we created or the token we took, to recognise it
 	every time.Duration
 	once  sync.Once
 
@@ -52,10 +54,13 @@ type lockSeq struct{ n atomic.Uint64 }
 // acquireLock takes dir's maildrop lock with the configured method, or
 // fails at once with ErrLocked.
 func (s *Store) acquireLock(dir string) (*folderLock, error) {
-	if s.opts.LockMethod == LockDotlock {
+	switch s.opts.LockMethod {
+	case LockDotlock:
 		return s.acquireDotlock(dir)
+	case LockFlock:
+		return s.acquireFlock(dir)
 	}
-	return s.acquireFlock(dir)
+	return s.acquireRename(dir)
 }
 
 // acquireFlock opens (creating it the first time) dir's lock file and
@@ -296,6 +301,10 @@ func (l *folderLock) release() error {
 		l.released = true
 		l.timer.Stop()
 		l.mu.Unlock()
+		if l.rename {
+			err = l.releaseRename()
+			return
+		}
 		st, serr := os.Lstat(l.path)
 		if serr != nil || !os.SameFile(st, l.info) {
 			return // broken by someone else: not ours to remove

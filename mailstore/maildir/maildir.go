@@ -52,12 +52,19 @@ const (
 
 // Lock methods (Options.LockMethod).
 const (
+	// LockRename keeps one permanent token file per folder and takes the
+	// folder by renaming it from popgate.lock.free to a name that carries
+	// the holder's pid and host, under a short flock on a guard file: no
+	// inode is created per session and no file descriptor is held. A
+	// token whose holder is dead, or that was not refreshed for
+	// StaleLockTimeout, is taken over. It is the default.
+	LockRename = "rename"
 	// LockDotlock creates popgate.lock for the session, a symbolic link
 	// whose target names the holder (or, where symbolic links are not
 	// supported, a file written aside and hard-linked into place), and
 	// removes it at the end; a lock whose holder is dead, or that was not
-	// refreshed for StaleLockTimeout, is broken. It holds no file
-	// descriptor. It is the default.
+	// refreshed for StaleLockTimeout, is broken. It needs no flock, so it
+	// suits network and FUSE file systems without one.
 	LockDotlock = "dotlock"
 	// LockFlock keeps a permanent popgate.lock file in each folder and
 	// holds an flock(2) on it for the session: the kernel releases the
@@ -82,10 +89,11 @@ type Options struct {
 	Users users.Authenticator
 	// UIDLFormat is UIDLBaseName (the default, also "") or UIDLDovecot.
 	UIDLFormat string
-	// LockMethod is LockDotlock (the default, also "") or LockFlock. All
-	// popgate processes sharing a Maildir must use the same method.
+	// LockMethod is LockRename (the default, also ""), LockDotlock or
+	// LockFlock. All popgate processes sharing a Maildir must use the
+	// same method.
 	LockMethod string
-	// StaleLockTimeout (LockDotlock only) breaks locks older than this
+	// StaleLockTimeout (LockRename, LockDotlock) breaks locks older than this
 	// whose holder cannot be checked. Held locks are refreshed at a
 	// quarter of it. Zero means DefaultStaleLockTimeout.
 	StaleLockTimeout time.Duration
@@ -164,10 +172,10 @@ func New(opts Options) (*Store, error) {
 	}
 	switch opts.LockMethod {
 	case "":
-		opts.LockMethod = LockDotlock
-	case LockFlock, LockDotlock:
+		opts.LockMethod = LockRename
+	case LockRename, LockFlock, LockDotlock:
 	default:
-		return nil, fmt.Errorf("maildir: unknown lock method %q (want %q or %q)", opts.LockMethod, LockFlock, LockDotlock)
+		return nil, fmt.Errorf("maildir: unknown lock method %q (want %q, %q or %q)", opts.LockMethod, LockRename, LockDotlock, LockFlock)
 	}
 	if err := checkTemplate(opts.Path); err != nil {
 		return nil, err

@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -534,11 +536,9 @@ func writeDir(t *testing.T, uidlist string) string {
 
 func TestDotlockLocking(t *testing.T) {
 	e := newEnv(t)
+	e.opts.LockMethod = LockDotlock
 	e.opts.StaleLockTimeout = 400 * time.Millisecond
 	s := e.store(t)
-	if s.opts.LockMethod != LockDotlock {
-		t.Fatalf("default lock method %q", s.opts.LockMethod)
-	}
 	root := e.userDir(t, s, "alice")
 	other := e.store(t) // another front end or process over the same data
 	lock := filepath.Join(root, lockName)
@@ -632,6 +632,144 @@ func TestCancelledContext(t *testing.T) {
 	// The lock is not left behind.
 	md := openDrop(t, s, "alice", "")
 	_ = md.Close()
+}
+
+// TestRenameLocking checks the default lock method: one session per
+// folder within a Store and between Stores, the token's names, a held
+// token kept fresh, and tokens of dead or silent holders taken over.
+func TestRenameLocking(t *testing.T) {
+	e := newEnv(t)
+	e.opts.StaleLockTimeout = 400 * time.Millisecond
+	s := e.store(t)
+	if s.opts.LockMethod != LockRename {
+		t.Fatalf("default lock method %q", s.opts.LockMethod)
+	}
+	root := e.userDir(t, s, "alice")
+	other := e.store(t)
+	ctx := context.Background()
+	tryOpen := func(st *Store, folder string) (mailstore.Maildrop, error) {
+		a, err := st.Login(ctx, "alice", testPW)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.Open(ctx, folder)
+	}
+	tokens := func() []string {
+		t.Helper()
+		entries, err := os.ReadDir(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, e := range entries {
+			if n := e.Name(); n == lockFreeName || strings.HasPrefix(n, lockHeldPrefix) {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+
+	md := openDrop(t, s, "alice", "")
+	held := tokens()
+	if len(held) != 1 || !strings.HasPrefix(held[0], fmt.Sprintf("%s%d.%s.", lockHeldPrefix, os.Getpid(), s.host)) {
+		t.Fatalf("tokens while held: %v", held)
+	}
+	for name, st := range map[string]*Store{"same Store": s, "another Store": other} {
+		_, err := tryOpen(st, "")
+		if !errors.Is(err, mailstore.ErrLocked) || !strings.Contains(err.Error(), strconv.Itoa(os.Getpid())) {
+			t.Fatalf("%s: second Open = %v, want ErrLocked naming pid %d", name, err, os.Getpid())
+		}
+	}
+	if err := other.Deliver(ctx, "alice", "", []byte("x\n")); err != nil {
+		t.Fatalf("Deliver while locked = %v", err)
+	}
+	// The holder refreshes its token, so it does not go stale while held.
+	time.Sleep(2 * e.opts.StaleLockTimeout)
+	if _, err := tryOpen(other, ""); !errors.Is(err, mailstore.ErrLocked) {
+		t.Fatalf("Open of a held, refreshed lock = %v, want ErrLocked", err)
+	}
+	_ = md.Close()
+	if got := tokens(); len(got) != 1 || got[0] != lockFreeName {
+		t.Fatalf("tokens after Close: %v", got)
+	}
+
+	// A token left by a dead process on this host is taken over at once.
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skip("cannot run true:", err)
+	}
+	dead := cmd.ProcessState.Pid()
+	leave := func(pid int, host string) string {
+		t.Helper()
+		name := filepath.Join(root, fmt.Sprintf("%s%d.%s.7", lockHeldPrefix, pid, host))
+		if err := os.Rename(filepath.Join(root, lockFreeName), name); err != nil {
+			t.Fatal(err)
+		}
+		return name
+	}
+	leave(dead, s.host)
+	md = openDrop(t, other, "alice", "")
+	_ = md.Close()
+	// A live holder (our parent) keeps it; on another host only age counts.
+	leave(os.Getppid(), s.host)
+	if _, err := tryOpen(s, ""); !errors.Is(err, mailstore.ErrLocked) {
+		t.Errorf("Open over a live holder = %v, want ErrLocked", err)
+	}
+	name := filepath.Join(root, fmt.Sprintf("%s%d.%s.7", lockHeldPrefix, os.Getppid(), s.host))
+	remote := filepath.Join(root, fmt.Sprintf("%s%d.%s.7", lockHeldPrefix, dead, "elsewhere.example"))
+	if err := os.Rename(name, remote); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tryOpen(s, ""); !errors.Is(err, mailstore.ErrLocked) {
+		t.Errorf("Open over a fresh remote lock = %v, want ErrLocked", err)
+	}
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(remote, old, old); err != nil {
+		t.Fatal(err)
+	}
+	md = openDrop(t, s, "alice", "")
+	_ = md.Close()
+	if got := tokens(); len(got) != 1 || got[0] != lockFreeName {
+		t.Fatalf("tokens at the end: %v", got)
+	}
+
+	// Sessions racing for one folder through separate Stores: never two
+	// at once, and one token in the end.
+	var inside, overlaps, opened atomic.Int64
+	var wg sync.WaitGroup
+	for range 8 {
+		st := e.store(t)
+		wg.Go(func() {
+			a, err := st.Login(ctx, "alice", testPW)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for range 200 {
+				md, err := a.Open(ctx, "")
+				if errors.Is(err, mailstore.ErrLocked) {
+					continue
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if inside.Add(1) != 1 {
+					overlaps.Add(1)
+				}
+				opened.Add(1)
+				inside.Add(-1)
+				_ = md.Close()
+			}
+		})
+	}
+	wg.Wait()
+	if overlaps.Load() != 0 || opened.Load() == 0 {
+		t.Errorf("%d sessions opened, %d overlapping", opened.Load(), overlaps.Load())
+	}
+	if got := tokens(); len(got) != 1 || got[0] != lockFreeName {
+		t.Fatalf("tokens after the race: %v", got)
+	}
 }
 
 // TestFlockLocking checks the default lock method: one session per
