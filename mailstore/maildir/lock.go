@@ -39,7 +39,7 @@ type folderLock struct {
 	f   *os.File
 
 	// LockDotlock and LockRename.
-	info  os.FileInfo // of the lock file we created or the token we took, to recognise it
+	info  os.FileInfo // LockDotlock: of the lock file we created, to recognise it
 	every time.Duration
 	once  sync.Once
 
@@ -273,8 +273,15 @@ func (l *folderLock) refresh() {
 	if l.released {
 		return
 	}
-	if st, err := os.Lstat(l.path); err == nil && os.SameFile(st, l.info) {
-		_ = touchLock(l.path, st)
+	switch {
+	case l.rename:
+		// The held name is unique: if it exists, it is our token.
+		now := time.Now()
+		_ = os.Chtimes(l.path, now, now)
+	default:
+		if st, err := os.Lstat(l.path); err == nil && os.SameFile(st, l.info) {
+			_ = touchLock(l.path, st)
+		}
 	}
 	l.timer.Reset(l.every)
 }

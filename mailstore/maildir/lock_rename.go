@@ -47,7 +47,7 @@ const guardWait = 5 * time.Second
 // caller closes the file to release it.
 func lockGuard(dir string) (*os.File, error) {
 	path := filepath.Join(dir, lockGuardName)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := openRaw(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening lock guard %s: %w", path, err)
 	}
@@ -93,12 +93,17 @@ func (s *Store) acquireRename(dir string) (*folderLock, error) {
 	defer guard.Close()
 	free := filepath.Join(dir, lockFreeName)
 	mine := filepath.Join(dir, lockHeldPrefix+strconv.Itoa(s.pid)+"."+s.host+"."+strconv.FormatUint(s.lockSeq.n.Add(1), 10))
+	// A held name is unique (pid, host, sequence number), so it names our
+	// token for as long as it exists: no identity check is needed later.
+	// rename(2) keeps the token's modification time, which may be old:
+	// it is set now, or the token would look stale to the next comer.
 	took := func() (*folderLock, error) {
-		info, err := os.Lstat(mine)
-		if err != nil {
+		now := time.Now()
+		if err := os.Chtimes(mine, now, now); err != nil {
+			_ = os.Rename(mine, free)
 			return nil, fmt.Errorf("maildir: lock %s: %w", mine, err)
 		}
-		l := &folderLock{path: mine, rename: true, info: info, dir: dir, every: s.opts.StaleLockTimeout / 4}
+		l := &folderLock{path: mine, rename: true, dir: dir, every: s.opts.StaleLockTimeout / 4}
 		l.startRefresh()
 		return l, nil
 	}
@@ -148,19 +153,17 @@ func (s *Store) acquireRename(dir string) (*folderLock, error) {
 	return took()
 }
 
-// releaseRename gives the token back, if it is still ours (a holder on
-// another host may have broken it as stale).
+// releaseRename gives the token back, if it is still ours: a session on
+// another host may have taken it over as stale, renaming it away from our
+// held name.
 func (l *folderLock) releaseRename() error {
 	guard, err := lockGuard(l.dir)
 	if err != nil {
 		return fmt.Errorf("maildir: releasing lock %s: %w", l.path, err)
 	}
 	defer guard.Close()
-	st, err := os.Lstat(l.path)
-	if err != nil || !os.SameFile(st, l.info) {
-		return nil // broken by someone else: not ours to give back
-	}
-	if err := os.Rename(l.path, filepath.Join(l.dir, lockFreeName)); err != nil {
+	err = os.Rename(l.path, filepath.Join(l.dir, lockFreeName))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("maildir: releasing lock %s: %w", l.path, err)
 	}
 	return nil

@@ -692,6 +692,17 @@ func TestRenameLocking(t *testing.T) {
 	if got := tokens(); len(got) != 1 || got[0] != lockFreeName {
 		t.Fatalf("tokens after Close: %v", got)
 	}
+	// A token untouched for long (its last session was long ago) is
+	// fresh again once taken: rename keeps the old time.
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(filepath.Join(root, lockFreeName), old, old); err != nil {
+		t.Fatal(err)
+	}
+	md = openDrop(t, s, "alice", "")
+	if _, err := tryOpen(other, ""); !errors.Is(err, mailstore.ErrLocked) {
+		t.Fatalf("Open of a just-taken token last used long ago = %v, want ErrLocked", err)
+	}
+	_ = md.Close()
 
 	// A token left by a dead process on this host is taken over at once.
 	cmd := exec.Command("true")
@@ -723,7 +734,6 @@ func TestRenameLocking(t *testing.T) {
 	if _, err := tryOpen(s, ""); !errors.Is(err, mailstore.ErrLocked) {
 		t.Errorf("Open over a fresh remote lock = %v, want ErrLocked", err)
 	}
-	old := time.Now().Add(-time.Hour)
 	if err := os.Chtimes(remote, old, old); err != nil {
 		t.Fatal(err)
 	}

@@ -15,3 +15,8 @@ func flockExclusive(*os.File) error {
 
 // openMessageFile opens a message file for reading.
 func openMessageFile(path string) (*os.File, error) { return os.Open(path) }
+
+// openRaw is os.OpenFile.
+func openRaw(path string, flag int, perm uint32) (*os.File, error) {
+	return os.OpenFile(path, flag, os.FileMode(perm))
+}

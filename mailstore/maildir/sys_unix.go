@@ -32,8 +32,14 @@ func flockExclusive(f *os.File) error {
 // epoll_ctl calls that fail or undo each other on Linux); a RETR-heavy
 // session opens one file per message, so the raw open saves them.
 func openMessageFile(path string) (*os.File, error) {
+	return openRaw(path, syscall.O_RDONLY, 0)
+}
+
+// openRaw is os.OpenFile without the poller round trip, for regular
+// files.
+func openRaw(path string, flag int, perm uint32) (*os.File, error) {
 	for {
-		fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		fd, err := syscall.Open(path, flag|syscall.O_CLOEXEC, perm)
 		if errors.Is(err, syscall.EINTR) {
 			continue
 		}
