@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"popgate/conformance"
@@ -187,9 +188,9 @@ func (sd *seeder) writeUsers(s *conformance.Script, account func(conformance.Use
 }
 
 // mailbox reads a folder back in order (by base name, which is delivery
-// order for seeded messages), in CRLF form. While popgate's lock file is
-// there, a session still holds the folder: it says so with ErrLocked,
-// and the runner retries.
+// order for seeded messages), in CRLF form. While a popgate session still
+// holds the folder (see folderHeld) it says so with ErrLocked, and the
+// runner retries.
 func (sd *seeder) mailbox(user, folder string) ([][]byte, error) {
 	root, err := sd.maildir(user)
 	if err != nil {
@@ -199,8 +200,8 @@ func (sd *seeder) mailbox(user, folder string) ([][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(filepath.Join(dir, "popgate.lock")); err == nil {
-		return nil, fmt.Errorf("popconform: %s is locked: %w", dir, mailstore.ErrLocked)
+	if held, err := folderHeld(dir); err != nil || held {
+		return nil, fmt.Errorf("popconform: %s is locked (%v): %w", dir, err, mailstore.ErrLocked)
 	}
 	type file struct{ base, path string }
 	var files []file
@@ -252,4 +253,41 @@ func (st seededRemote) Seed(_ context.Context, s *conformance.Script) error {
 // Mailbox reads a folder from the Maildir.
 func (st seededRemote) Mailbox(_ context.Context, user, _, folder string) ([][]byte, error) {
 	return st.sd.mailbox(user, folder)
+}
+
+// folderHeld reports whether a popgate session holds the Maildir folder
+// dir, whichever --maildir-lock method the server uses: a token under a
+// held name (rename), a popgate.lock symbolic link (dotlock), or a
+// popgate.lock file that is flocked (flock) or, on file systems without
+// symbolic links, that is a dotlock.
+func folderHeld(dir string) (bool, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "popgate.lock.held.") {
+			return true, nil
+		}
+	}
+	lock := filepath.Join(dir, "popgate.lock")
+	st, err := os.Lstat(lock)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil || st.Mode()&os.ModeSymlink != 0 {
+		return true, err
+	}
+	f, err := os.Open(lock)
+	if err != nil {
+		return true, err
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return true, nil
+	}
+	// Free for flock; a file with a holder in it and no flock method in
+	// use would be a dotlock, which this cannot tell apart: the flock
+	// method keeps its (permanent) file, so free wins.
+	return false, nil
 }
