@@ -48,7 +48,8 @@ type folderLock struct {
 	released bool
 }
 
-// lockSeq makes temporary lock names unique within a process.
+// lockSeq numbers the temporary dotlock files and the rename lock's held
+// token names, so that each is unique within a process.
 type lockSeq struct{ n atomic.Uint64 }
 
 // acquireLock takes dir's maildrop lock with the configured method, or
