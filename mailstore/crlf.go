@@ -86,10 +86,15 @@ func NewCRLFReader(r io.Reader) io.Reader {
 // (a message's stored or announced size): the first read asks for one
 // octet more (within the reader's chunk bounds), so that a small message
 // arrives in one read and its end in the next.
+//
+// A Read into a buffer of more than twice what is left of size converts
+// in place in that buffer (as large reads always do), so a small message
+// read into a large enough buffer costs the reader no buffers of its own.
 func NewCRLFReaderSize(r io.Reader, size int64) io.Reader {
 	c := &crlfReader{r: r}
 	if size >= 0 {
 		c.chunk = int(min(max(size+1, 512), crlfMaxChunk))
+		c.sized, c.size = true, size
 	}
 	return c
 }
@@ -105,10 +110,13 @@ type crlfReader struct {
 	tail    [2]byte
 	eof     bool
 	err     error
+	sized   bool  // size is the source's expected length
+	size    int64 // expected octets from r (NewCRLFReaderSize)
+	read    int64 // octets read from r so far
 }
 
 func (c *crlfReader) Read(p []byte) (int, error) {
-	if len(c.pending) == 0 && !c.eof && len(p) >= crlfDirectMin {
+	if len(c.pending) == 0 && !c.eof && (len(p) >= crlfDirectMin || c.fitsHalf(len(p))) {
 		return c.readDirect(p)
 	}
 	for len(c.pending) == 0 {
@@ -132,6 +140,13 @@ const (
 	crlfDirectMin = 64 * 1024
 )
 
+// fitsHalf reports whether the rest of a sized source, with one octet
+// more to see its end, fits in half of a buffer of n octets, so that
+// readDirect gets it in one read.
+func (c *crlfReader) fitsHalf(n int) bool {
+	return c.sized && c.read <= c.size && int64(n/2) > c.size-c.read
+}
+
 // readDirect reads up to len(p)/2 octets into the upper half of p and
 // converts them into p from its start, without a buffer of its own or a
 // second copy. Output never overtakes unread input: each of the r octets
@@ -144,6 +159,7 @@ func (c *crlfReader) readDirect(p []byte) (int, error) {
 		w := 0
 		if n > 0 {
 			c.any = true
+			c.read += int64(n)
 		}
 		for r := h; r < h+n; {
 			i := bytes.IndexByte(p[r:h+n], '\n')
@@ -205,6 +221,7 @@ func (c *crlfReader) fill(want int) {
 	in := c.buf[:want]
 	n, err := c.r.Read(in)
 	in = in[:n]
+	c.read += int64(n)
 	if n == want && c.chunk < crlfMaxChunk {
 		c.chunk = min(2*c.chunk, crlfMaxChunk)
 	}
@@ -251,6 +268,11 @@ func (c *crlfReader) fill(want int) {
 // ExactReader wraps r, which must yield exactly size octets. Reading past
 // size, or reaching EOF before it, gives an error wrapping ErrSizeMismatch,
 // so a length-framed protocol never sends a wrongly framed message.
+//
+// Reads pass the caller's whole buffer to r (and use it as scratch space
+// to check that r has ended), so a source that converts in the caller's
+// buffer, like NewCRLFReaderSize's, sees the buffer's real size. Octets
+// past size are never returned.
 func ExactReader(r io.Reader, size int64) io.Reader {
 	return &exactReader{r: r, left: size}
 }
@@ -258,32 +280,37 @@ func ExactReader(r io.Reader, size int64) io.Reader {
 type exactReader struct {
 	r    io.Reader
 	left int64
+	one  [1]byte // scratch for the end check when the caller's buffer is empty
 }
 
 func (e *exactReader) Read(p []byte) (int, error) {
 	if e.left == 0 {
-		// Check that the source is really at its end.
-		var one [1]byte
-		n, err := e.r.Read(one[:])
-		if n > 0 {
-			return 0, fmt.Errorf("message longer than announced: %w", ErrSizeMismatch)
+		// Check that the source is really at its end. A reader may
+		// return 0, nil; it gets one more try before the end is taken.
+		scratch := p
+		if len(scratch) == 0 {
+			scratch = e.one[:]
 		}
-		if err == nil {
-			// A reader may return 0, nil; try once more before deciding.
-			n, err = e.r.Read(one[:])
+		for range 2 {
+			n, err := e.r.Read(scratch)
 			if n > 0 {
 				return 0, fmt.Errorf("message longer than announced: %w", ErrSizeMismatch)
 			}
-		}
-		if err != nil && !errors.Is(err, io.EOF) {
-			return 0, err
+			if err != nil && !errors.Is(err, io.EOF) {
+				return 0, err
+			}
+			if err != nil {
+				break
+			}
 		}
 		return 0, io.EOF
 	}
-	if int64(len(p)) > e.left {
-		p = p[:e.left]
-	}
 	n, err := e.r.Read(p)
+	if int64(n) > e.left {
+		n = int(e.left)
+		e.left = 0
+		return n, fmt.Errorf("message longer than announced: %w", ErrSizeMismatch)
+	}
 	e.left -= int64(n)
 	if errors.Is(err, io.EOF) {
 		if e.left > 0 {

@@ -159,6 +159,55 @@ func TestExactReader(t *testing.T) {
 	}
 }
 
+// TestExactReaderBuffers checks ExactReader with buffers smaller and
+// larger than the message and sources that return little or much per
+// read: what it returns is always a prefix of the data no longer than
+// size, and it ends cleanly exactly when the data has size octets.
+func TestExactReaderBuffers(t *testing.T) {
+	sources := map[string]func(io.Reader) io.Reader{
+		"plain": func(r io.Reader) io.Reader { return r },
+		"half":  iotest.HalfReader,
+		"byte":  iotest.OneByteReader,
+		"0,nil": func(r io.Reader) io.Reader { return &zeroFirstReader{r: r} },
+	}
+	for _, data := range []string{"", "h", "hello", strings.Repeat("x", 300)} {
+		for _, size := range []int64{0, 1, int64(len(data)) - 1, int64(len(data)), int64(len(data)) + 1, 1000} {
+			if size < 0 {
+				continue
+			}
+			for name, src := range sources {
+				for _, bufSize := range []int{1, 2, 7, 64, 4096} {
+					got, err := readVaried(ExactReader(src(strings.NewReader(data)), size), bufSize)
+					if int64(len(got)) > size || !strings.HasPrefix(data, string(got)) {
+						t.Fatalf("%s, %q size %d, buffer %d: returned %q", name, data, size, bufSize, got)
+					}
+					ok := int64(len(data)) == size
+					if ok && (err != nil || string(got) != data) {
+						t.Fatalf("%s, %q size %d, buffer %d: %q, %v; want all, nil", name, data, size, bufSize, got, err)
+					}
+					if !ok && !errors.Is(err, ErrSizeMismatch) {
+						t.Fatalf("%s, %q size %d, buffer %d: %v, want ErrSizeMismatch", name, data, size, bufSize, err)
+					}
+				}
+			}
+		}
+	}
+}
+
+// zeroFirstReader answers every other Read with 0, nil.
+type zeroFirstReader struct {
+	r    io.Reader
+	turn bool
+}
+
+func (z *zeroFirstReader) Read(p []byte) (int, error) {
+	z.turn = !z.turn
+	if z.turn {
+		return 0, nil
+	}
+	return z.r.Read(p)
+}
+
 // countingReader counts the reads that reach its source.
 type countingReader struct {
 	r     io.Reader
@@ -207,6 +256,35 @@ func TestCRLFReaderSizeReads(t *testing.T) {
 	}
 }
 
+// TestCRLFReaderSizeInPlace checks that a small message read into a
+// buffer of more than twice its size is converted in that buffer: the
+// reader allocates nothing but itself.
+func TestCRLFReaderSizeInPlace(t *testing.T) {
+	msg := []byte(strings.Repeat("a line of a message of some four kilobytes\n", 100))
+	want := ToCRLF(msg)
+	buf := make([]byte, 32*1024)
+	src := bytes.NewReader(msg)
+	var got int
+	allocs := testing.AllocsPerRun(50, func() {
+		src.Reset(msg)
+		r := NewCRLFReaderSize(src, int64(len(want)))
+		got = 0
+		for {
+			n, err := r.Read(buf[got:])
+			got += n
+			if err != nil {
+				break
+			}
+		}
+	})
+	if !bytes.Equal(buf[:got], want) {
+		t.Fatalf("got %d octets, want the %d of the CRLF form", got, len(want))
+	}
+	if allocs > 1 {
+		t.Errorf("%v allocations per message, want 1 (the reader)", allocs)
+	}
+}
+
 func FuzzCRLF(f *testing.F) {
 	for _, tc := range crlfCases {
 		f.Add([]byte(tc.in))
@@ -232,6 +310,16 @@ func FuzzCRLF(f *testing.F) {
 		got, err = readVaried(NewCRLFReader(iotest.HalfReader(bytes.NewReader(in))), sizes...)
 		if err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("NewCRLFReader, reads of %v = %q, %v; want %q", sizes, got, err, want)
+		}
+		// Sized: the first read has room for all of it (in place), then
+		// small reads, then one with room for the rest; and a hint that
+		// is too small, which must not matter either.
+		for _, hint := range []int64{int64(len(in)), int64(len(in) / 2)} {
+			sizes = []int{2*len(in) + 2, 1 + len(in)%7, 2*len(in) + 2}
+			got, err = readVaried(NewCRLFReaderSize(iotest.HalfReader(bytes.NewReader(in)), hint), sizes...)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("NewCRLFReaderSize(%d), reads of %v = %q, %v; want %q", hint, sizes, got, err, want)
+			}
 		}
 		for i, c := range want {
 			if c == '\n' && (i == 0 || want[i-1] != '\r') {
