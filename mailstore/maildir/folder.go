@@ -435,7 +435,36 @@ func (m *maildrop) OpenMessage(ctx context.Context, uid string) (io.ReadCloser, 
 	if err != nil {
 		return nil, permanent(fmt.Errorf("maildir: opening %q: %w", uid, err))
 	}
-	return &msgReader{ctx: ctx, f: f, r: mailstore.NewCRLFReaderSize(f, m.msgs[i].size), md: m, i: i}, nil
+	r := &msgReader{ctx: ctx, f: f, src: sizedFile{f: f, left: m.msgs[i].fn.size}, md: m, i: i}
+	r.r = mailstore.NewCRLFReaderSize(&r.src, m.msgs[i].size)
+	return r, nil
+}
+
+// sizedFile reads a message file whose length is known from its ,S= field
+// (left < 0 if not). A regular file returns fewer octets than asked for
+// only at its end, so a read that had room for more and brings the octets
+// read to exactly ,S= has reached the end: it reports io.EOF with its
+// data, which spares the read that would only return 0. A file longer
+// than its ,S= field fills the room and is read to its real end.
+type sizedFile struct {
+	f    *os.File
+	left int64
+}
+
+func (s *sizedFile) Read(p []byte) (int, error) {
+	n, err := s.f.Read(p)
+	if s.left < 0 {
+		return n, err
+	}
+	if err == nil && n > 0 && int64(n) == s.left && n < len(p) {
+		s.left = 0
+		return n, io.EOF
+	}
+	s.left -= int64(n)
+	if s.left < 0 || err != nil {
+		s.left = -1
+	}
+	return n, err
 }
 
 // msgReader streams a message's CRLF form and notices when the announced
@@ -444,6 +473,7 @@ func (m *maildrop) OpenMessage(ctx context.Context, uid string) (io.ReadCloser, 
 type msgReader struct {
 	ctx context.Context
 	f   *os.File
+	src sizedFile
 	r   io.Reader
 	md  *maildrop
 	i   int

@@ -98,6 +98,10 @@ func TestFileForms(t *testing.T) {
 		{"1006.M1P1.h,S=4,W=6:2,S", "a\nb\n", "a\r\nb\r\n", true, "1006.M1P1.h"},
 		{"1007.M1P1.h with space", "sp\n", "sp\r\n", false, hashedUID("1007.M1P1.h with space")},
 		{"1008." + strings.Repeat("long", 20), "long\n", "long\r\n", false, hashedUID("1008." + strings.Repeat("long", 20))},
+		// ,S= fields that are wrong: the file's real end counts.
+		{"1009.M1P1.h,S=2:2,", "abcdef\n", "abcdef\r\n", false, "1009.M1P1.h"},
+		{"1010.M1P1.h,S=99:2,", "ab\n", "ab\r\n", false, "1010.M1P1.h"},
+		{"1011.M1P1.h,S=0:2,", "z\n", "z\r\n", false, "1011.M1P1.h"},
 	}
 	for _, f := range files {
 		writeFile(t, filepath.Join(cur, f.name), f.data)
@@ -121,6 +125,46 @@ func TestFileForms(t *testing.T) {
 	}
 	if err := md.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSizedFile reads files through sizedFile with ,S= values short,
+// exact and long, into buffers of several sizes: the data is always whole,
+// and an exact ,S= read into room to spare ends with io.EOF at once.
+func TestSizedFile(t *testing.T) {
+	dir := t.TempDir()
+	data := strings.Repeat("0123456789", 50)
+	path := filepath.Join(dir, "msg")
+	writeFile(t, path, data)
+	for _, size := range []int64{-1, 0, 1, 499, 500, 501, 10000} {
+		for _, bufSize := range []int{1, 7, 499, 500, 501, 4096} {
+			f, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := &sizedFile{f: f, left: size}
+			var got []byte
+			buf := make([]byte, bufSize)
+			reads := 0
+			for {
+				n, err := r.Read(buf)
+				reads++
+				got = append(got, buf[:n]...)
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			_ = f.Close()
+			if string(got) != data {
+				t.Fatalf("S=%d, buffer %d: read %d octets, want the %d of the file", size, bufSize, len(got), len(data))
+			}
+			if size == int64(len(data)) && bufSize > len(data) && reads != 1 {
+				t.Errorf("S=%d, buffer %d: %d reads, want 1", size, bufSize, reads)
+			}
+		}
 	}
 }
 
