@@ -420,7 +420,8 @@ func (m *maildrop) OpenMessage(ctx context.Context, uid string) (io.ReadCloser, 
 	if !ok {
 		return nil, fmt.Errorf("maildir: uid %q: %w", uid, mailstore.ErrNoSuchMessage)
 	}
-	f, err := openMessageFile(filepath.Join(m.cur, m.msgs[i].fn.name))
+	r := &msgReader{ctx: ctx, md: m, i: i}
+	err := r.file.open(filepath.Join(m.cur, m.msgs[i].fn.name))
 	if errors.Is(err, fs.ErrNotExist) {
 		names, nerr := m.currentNames()
 		if nerr != nil {
@@ -430,12 +431,12 @@ func (m *maildrop) OpenMessage(ctx context.Context, uid string) (io.ReadCloser, 
 		if !ok {
 			return nil, fmt.Errorf("maildir: uid %q was removed by another program: %w", uid, mailstore.ErrNoSuchMessage)
 		}
-		f, err = openMessageFile(filepath.Join(m.cur, name))
+		err = r.file.open(filepath.Join(m.cur, name))
 	}
 	if err != nil {
 		return nil, permanent(fmt.Errorf("maildir: opening %q: %w", uid, err))
 	}
-	r := &msgReader{ctx: ctx, f: f, src: sizedFile{f: f, left: m.msgs[i].fn.size}, md: m, i: i}
+	r.src = sizedFile{f: &r.file, left: m.msgs[i].fn.size}
 	r.r = mailstore.NewCRLFReaderSize(&r.src, m.msgs[i].size)
 	return r, nil
 }
@@ -447,7 +448,7 @@ func (m *maildrop) OpenMessage(ctx context.Context, uid string) (io.ReadCloser, 
 // data, which spares the read that would only return 0. A file longer
 // than its ,S= field fills the room and is read to its real end.
 type sizedFile struct {
-	f    *os.File
+	f    *msgFile
 	left int64
 }
 
@@ -471,13 +472,13 @@ func (s *sizedFile) Read(p []byte) (int, error) {
 // size (from a ,W= field) was wrong, so the cache can be corrected for the
 // next session.
 type msgReader struct {
-	ctx context.Context
-	f   *os.File
-	src sizedFile
-	r   io.Reader
-	md  *maildrop
-	i   int
-	n   int64
+	ctx  context.Context
+	file msgFile
+	src  sizedFile
+	r    io.Reader
+	md   *maildrop
+	i    int
+	n    int64
 }
 
 func (r *msgReader) Read(p []byte) (int, error) {
@@ -492,7 +493,7 @@ func (r *msgReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (r *msgReader) Close() error { return r.f.Close() }
+func (r *msgReader) Close() error { return r.file.Close() }
 
 // correct records the real CRLF size of message i when it differs from
 // the one announced.

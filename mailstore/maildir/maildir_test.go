@@ -128,7 +128,7 @@ func TestFileForms(t *testing.T) {
 	}
 }
 
-// TestSizedFile reads files through sizedFile with ,S= values short,
+// TestSizedFile reads files through sizedFile (on msgFile) with ,S= values short,
 // exact and long, into buffers of several sizes: the data is always whole,
 // and an exact ,S= read into room to spare ends with io.EOF at once.
 func TestSizedFile(t *testing.T) {
@@ -138,11 +138,11 @@ func TestSizedFile(t *testing.T) {
 	writeFile(t, path, data)
 	for _, size := range []int64{-1, 0, 1, 499, 500, 501, 10000} {
 		for _, bufSize := range []int{1, 7, 499, 500, 501, 4096} {
-			f, err := os.Open(path)
-			if err != nil {
+			var f msgFile
+			if err := f.open(path); err != nil {
 				t.Fatal(err)
 			}
-			r := &sizedFile{f: f, left: size}
+			r := &sizedFile{f: &f, left: size}
 			var got []byte
 			buf := make([]byte, bufSize)
 			reads := 0
@@ -157,7 +157,15 @@ func TestSizedFile(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			_ = f.Close()
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Close(); err == nil {
+				t.Fatal("a second Close succeeded")
+			}
+			if _, err := f.Read(buf); err == nil || errors.Is(err, io.EOF) {
+				t.Fatalf("Read after Close = %v, want an error", err)
+			}
 			if string(got) != data {
 				t.Fatalf("S=%d, buffer %d: read %d octets, want the %d of the file", size, bufSize, len(got), len(data))
 			}
@@ -1130,5 +1138,54 @@ func TestMinimalAuthenticator(t *testing.T) {
 	}
 	if _, err := s.Login(ctx, "alice", testPW); err != nil {
 		t.Errorf("Login = %v", err)
+	}
+}
+
+// TestMessageFilesClosed checks that reading messages, whole, in part or
+// not at all, leaves no descriptor open once each reader is closed.
+func TestMessageFilesClosed(t *testing.T) {
+	fds := func() int {
+		entries, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skipf("no /proc/self/fd: %v", err)
+		}
+		return len(entries)
+	}
+	e := newEnv(t)
+	s := e.store(t)
+	root := e.userDir(t, s, "alice")
+	for i := range 20 {
+		writeFile(t, filepath.Join(root, "cur", fmt.Sprintf("%d.M1P1.h,S=6:2,", 4000+i)), "hello\n")
+	}
+	md := openDrop(t, s, "alice", "")
+	msgs := list(t, md)
+	before := fds()
+	for round := range 3 {
+		for _, m := range msgs {
+			rc, err := md.OpenMessage(context.Background(), m.UID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch round {
+			case 0:
+				if b, err := io.ReadAll(rc); err != nil || string(b) != "hello\r\n" {
+					t.Fatalf("read %q, %v", b, err)
+				}
+			case 1:
+				var one [1]byte
+				if _, err := rc.Read(one[:]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := rc.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if after := fds(); after != before {
+		t.Errorf("%d descriptors open after reading, %d before", after, before)
+	}
+	if err := md.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -4,6 +4,7 @@ package maildir
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"syscall"
@@ -48,4 +49,66 @@ func openRaw(path string, flag int, perm uint32) (*os.File, error) {
 		}
 		return os.NewFile(uintptr(fd), path), nil
 	}
+}
+
+// msgFile is a message file open for reading, as a bare descriptor.
+// os.NewFile would add an fcntl call (to learn whether the descriptor is
+// non-blocking), a finalizer and the poller's reference counting to every
+// message a session reads (the fcntl alone was 5% of the server's time
+// in a fetchall profile). The owner must Close it.
+type msgFile struct {
+	fd     int
+	path   string
+	isOpen bool
+}
+
+// open opens path read-only.
+func (f *msgFile) open(path string) error {
+	for {
+		fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if err != nil {
+			return &fs.PathError{Op: "open", Path: path, Err: err}
+		}
+		f.fd, f.path, f.isOpen = fd, path, true
+		return nil
+	}
+}
+
+// Read reads like os.File.Read: io.EOF at the end of the file.
+func (f *msgFile) Read(p []byte) (int, error) {
+	if !f.isOpen {
+		return 0, &fs.PathError{Op: "read", Path: f.path, Err: fs.ErrClosed}
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		n, err := syscall.Read(f.fd, p)
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if err != nil {
+			return 0, &fs.PathError{Op: "read", Path: f.path, Err: err}
+		}
+		if n == 0 {
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
+
+// Close closes the descriptor; a second Close is an error and does
+// nothing.
+func (f *msgFile) Close() error {
+	if !f.isOpen {
+		return &fs.PathError{Op: "close", Path: f.path, Err: fs.ErrClosed}
+	}
+	f.isOpen = false
+	if err := syscall.Close(f.fd); err != nil {
+		return &fs.PathError{Op: "close", Path: f.path, Err: err}
+	}
+	return nil
 }
