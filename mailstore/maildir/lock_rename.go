@@ -45,25 +45,25 @@ const guardWait = 5 * time.Second
 
 // lockGuard takes dir's guard: an flock on the permanent guard file. The
 // caller closes the file to release it.
-func lockGuard(dir string) (*os.File, error) {
+func lockGuard(dir string) (guardFile, error) {
 	path := filepath.Join(dir, lockGuardName)
-	f, err := openRaw(path, os.O_RDWR|os.O_CREATE, 0o600)
+	g, err := openGuard(path)
 	if err != nil {
-		return nil, fmt.Errorf("opening lock guard %s: %w", path, err)
+		return g, fmt.Errorf("opening lock guard %s: %w", path, err)
 	}
 	deadline := time.Now().Add(guardWait)
 	for pause := 50 * time.Microsecond; ; pause = min(2*pause, 10*time.Millisecond) {
-		err := flockExclusive(f)
+		err := g.tryLock()
 		if err == nil {
-			return f, nil
+			return g, nil
 		}
 		if !errors.Is(err, errLockHeld) {
-			_ = f.Close()
-			return nil, fmt.Errorf("locking guard %s (file systems without flock need the dotlock method): %w", path, err)
+			_ = g.Close()
+			return g, fmt.Errorf("locking guard %s (file systems without flock need the dotlock method): %w", path, err)
 		}
 		if time.Now().After(deadline) {
-			_ = f.Close()
-			return nil, fmt.Errorf("lock guard %s held for over %v: %w", path, guardWait, mailstore.ErrLocked)
+			_ = g.Close()
+			return g, fmt.Errorf("lock guard %s held for over %v: %w", path, guardWait, mailstore.ErrLocked)
 		}
 		time.Sleep(pause)
 	}
@@ -90,7 +90,7 @@ func (s *Store) acquireRename(dir string) (*folderLock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("maildir: %w", err)
 	}
-	defer guard.Close()
+	defer func() { _ = guard.Close() }()
 	free := filepath.Join(dir, lockFreeName)
 	mine := filepath.Join(dir, lockHeldPrefix+strconv.Itoa(s.pid)+"."+s.host+"."+strconv.FormatUint(s.lockSeq.n.Add(1), 10))
 	// A held name is unique (pid, host, sequence number), so it names our
@@ -100,14 +100,14 @@ func (s *Store) acquireRename(dir string) (*folderLock, error) {
 	took := func() (*folderLock, error) {
 		now := time.Now()
 		if err := os.Chtimes(mine, now, now); err != nil {
-			_ = os.Rename(mine, free)
+			_ = renameFile(mine, free)
 			return nil, fmt.Errorf("maildir: lock %s: %w", mine, err)
 		}
 		l := &folderLock{path: mine, rename: true, dir: dir, every: s.opts.StaleLockTimeout / 4}
 		l.startRefresh()
 		return l, nil
 	}
-	err = os.Rename(free, mine)
+	err = renameFile(free, mine)
 	if err == nil {
 		return took()
 	}
@@ -136,7 +136,7 @@ func (s *Store) acquireRename(dir string) (*folderLock, error) {
 			return nil, fmt.Errorf("maildir: %s held by %s: %w", dir, holder, mailstore.ErrLocked)
 		}
 		s.log.Warn().Str("lock", held).Str("holder", holder).Msg("breaking stale maildrop lock")
-		if err := os.Rename(held, mine); err != nil {
+		if err := renameFile(held, mine); err != nil {
 			return nil, fmt.Errorf("maildir: breaking stale lock %s: %w", held, err)
 		}
 		return took()
@@ -147,7 +147,7 @@ func (s *Store) acquireRename(dir string) (*folderLock, error) {
 		return nil, fmt.Errorf("maildir: creating lock %s: %w", free, err)
 	}
 	_ = f.Close()
-	if err := os.Rename(free, mine); err != nil {
+	if err := renameFile(free, mine); err != nil {
 		return nil, fmt.Errorf("maildir: taking lock %s: %w", free, err)
 	}
 	return took()
@@ -161,8 +161,8 @@ func (l *folderLock) releaseRename() error {
 	if err != nil {
 		return fmt.Errorf("maildir: releasing lock %s: %w", l.path, err)
 	}
-	defer guard.Close()
-	err = os.Rename(l.path, filepath.Join(l.dir, lockFreeName))
+	defer func() { _ = guard.Close() }()
+	err = renameFile(l.path, filepath.Join(l.dir, lockFreeName))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("maildir: releasing lock %s: %w", l.path, err)
 	}

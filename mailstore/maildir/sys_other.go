@@ -39,3 +39,21 @@ func (f *msgFile) Read(p []byte) (int, error) { return f.f.Read(p) }
 
 // Close closes the file.
 func (f *msgFile) Close() error { return f.f.Close() }
+
+// renameFile is os.Rename.
+func renameFile(oldpath, newpath string) error { return os.Rename(oldpath, newpath) }
+
+// guardFile is an open lock guard file.
+type guardFile struct{ f *os.File }
+
+// openGuard opens (creating) the guard file at path.
+func openGuard(path string) (guardFile, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	return guardFile{f: f}, err
+}
+
+// tryLock fails: there is no flock here.
+func (g guardFile) tryLock() error { return flockExclusive(g.f) }
+
+// Close closes the file.
+func (g guardFile) Close() error { return g.f.Close() }
