@@ -119,10 +119,24 @@ func (s *Store) snapshot(ctx context.Context, dir string) (*maildrop, error) {
 		return st.ModTime().UnixNano(), nil
 	}
 	newMtime, err := mtimeOf(newDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		// A folder directory without its subdirectories (a new user's
+		// empty Maildir): make cur/, new/ and tmp/, as a login always did.
+		if err := makeSubdirs(dir); err != nil {
+			return nil, err
+		}
+		newMtime, err = mtimeOf(newDir)
+	}
 	if err != nil {
 		return nil, err
 	}
 	curMtime, err := mtimeOf(cur)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := makeSubdirs(dir); err != nil {
+			return nil, err
+		}
+		curMtime, err = mtimeOf(cur)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -306,8 +306,10 @@ func (s *Store) account(ctx context.Context, id users.Identity) (mailstore.Accou
 	return &account{s: s, user: id.User, root: root}, nil
 }
 
-// ensureRoot makes sure root is a Maildir: it creates cur/, new/ and tmp/
-// where missing, and root itself when its parent exists.
+// ensureRoot makes sure root is a directory: it creates root, with cur/,
+// new/ and tmp/, when its parent exists. The subdirectories of a root that
+// exists are made when a folder is opened and finds them missing
+// (snapshot), which spares every login three mkdir calls that fail.
 func ensureRoot(root string) error {
 	st, err := os.Stat(root)
 	switch {
@@ -324,6 +326,8 @@ func ensureRoot(root string) error {
 		return permanent(fmt.Errorf("maildir %s: %w", root, err))
 	case !st.IsDir():
 		return fmt.Errorf("maildir %s is not a directory: %w", root, mailstore.ErrPermanent)
+	default:
+		return nil
 	}
 	return makeSubdirs(root)
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -449,6 +450,38 @@ func TestMissingMaildir(t *testing.T) {
 	for _, sub := range []string{"cur", "new", "tmp"} {
 		if _, err := os.Stat(filepath.Join(e.dir, "bob", "Maildir", sub)); err != nil {
 			t.Error(err)
+		}
+	}
+	// A Maildir that exists without some of its subdirectories gets them
+	// when opened, and mail delivered into new/ before that is not lost.
+	for _, missing := range [][]string{{"cur", "new", "tmp"}, {"cur"}, {"new", "tmp"}} {
+		root := filepath.Join(e.dir, "bob", "Maildir")
+		for _, sub := range []string{"cur", "new", "tmp"} {
+			if err := os.RemoveAll(filepath.Join(root, sub)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, sub := range []string{"cur", "new", "tmp"} {
+			if !slices.Contains(missing, sub) {
+				if err := os.Mkdir(filepath.Join(root, sub), 0o700); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		want := 0
+		if !slices.Contains(missing, "new") {
+			writeFile(t, filepath.Join(root, "new", "5000.M1P1.h"), "waiting\n")
+			want = 1
+		}
+		md := openDrop(t, s, "bob", "")
+		if n := len(list(t, md)); n != want {
+			t.Errorf("missing %v: %d messages, want %d", missing, n, want)
+		}
+		_ = md.Close()
+		for _, sub := range []string{"cur", "new", "tmp"} {
+			if st, err := os.Stat(filepath.Join(root, sub)); err != nil || !st.IsDir() {
+				t.Errorf("missing %v: after open, %s: %v", missing, sub, err)
+			}
 		}
 	}
 	// A file where the Maildir should be: permanent.
