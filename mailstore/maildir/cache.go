@@ -121,33 +121,36 @@ func readCache(dir string) (*cache, error) {
 	return c, nil
 }
 
-// readFile is os.ReadFile through openMessageFile, which spares a login
-// the poller round trip of os.Open.
+// readFile is os.ReadFile for the cache, through msgFile: open, fstat,
+// one read and close. A regular file returns fewer octets than asked for
+// only at its end, so the read of size+1 octets that comes back short has
+// found it; a file that grew meanwhile is read on to its end.
 func readFile(path string) ([]byte, error) {
-	f, err := openMessageFile(path)
+	var f msgFile
+	if err := f.open(path); err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	size, err := f.size()
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
+	buf := make([]byte, size+1)
+	n := 0
+	for {
+		m, err := f.Read(buf[n:])
+		n += m
+		switch {
+		case errors.Is(err, io.EOF):
+			return buf[:n], nil
+		case err != nil:
+			return nil, fmt.Errorf("reading %s: %w", path, err)
+		case m > 0 && n < len(buf):
+			return buf[:n], nil
+		case n == len(buf):
+			buf = append(buf, make([]byte, len(buf))...)
+		}
 	}
-	// One octet more than the size, so that the read ending short shows
-	// the end; a file that grew meanwhile is read on to its end.
-	buf := make([]byte, st.Size()+1)
-	n, err := io.ReadFull(f, buf)
-	switch {
-	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
-		return buf[:n], nil
-	case err != nil:
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	rest, err := io.ReadAll(f)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	return append(buf, rest...), nil
 }
 
 // parseCache parses a cache file of either version. The strings of the

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -1220,5 +1221,23 @@ func TestMessageFilesClosed(t *testing.T) {
 	}
 	if err := md.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestReadFile checks the cache's file reader on files of several sizes
+// and on a missing file.
+func TestReadFile(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []int{0, 1, 511, 4096, 100_000} {
+		data := strings.Repeat("c", n)
+		path := filepath.Join(dir, strconv.Itoa(n))
+		writeFile(t, path, data)
+		got, err := readFile(path)
+		if err != nil || string(got) != data {
+			t.Errorf("readFile of %d octets = %d octets, %v", n, len(got), err)
+		}
+	}
+	if _, err := readFile(filepath.Join(dir, "missing")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("readFile of a missing file = %v, want ErrNotExist", err)
 	}
 }

@@ -13,14 +13,6 @@ func flockExclusive(*os.File) error {
 	return errors.New("flock is not available on this system")
 }
 
-// openMessageFile opens a message file for reading.
-func openMessageFile(path string) (*os.File, error) { return os.Open(path) }
-
-// openRaw is os.OpenFile.
-func openRaw(path string, flag int, perm uint32) (*os.File, error) {
-	return os.OpenFile(path, flag, os.FileMode(perm))
-}
-
 // msgFile is a message file open for reading.
 type msgFile struct{ f *os.File }
 
@@ -32,6 +24,15 @@ func (f *msgFile) open(path string) error {
 	}
 	f.f = file
 	return nil
+}
+
+// size returns the file's size.
+func (f *msgFile) size() (int64, error) {
+	st, err := f.f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
 }
 
 // Read reads from the file.

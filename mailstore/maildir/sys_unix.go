@@ -28,29 +28,6 @@ func flockExclusive(f *os.File) error {
 	}
 }
 
-// openMessageFile opens a message file for reading. os.Open would try to
-// register a regular file with the network poller (three fcntl and
-// epoll_ctl calls that fail or undo each other on Linux); a RETR-heavy
-// session opens one file per message, so the raw open saves them.
-func openMessageFile(path string) (*os.File, error) {
-	return openRaw(path, syscall.O_RDONLY, 0)
-}
-
-// openRaw is os.OpenFile without the poller round trip, for regular
-// files.
-func openRaw(path string, flag int, perm uint32) (*os.File, error) {
-	for {
-		fd, err := syscall.Open(path, flag|syscall.O_CLOEXEC, perm)
-		if errors.Is(err, syscall.EINTR) {
-			continue
-		}
-		if err != nil {
-			return nil, &fs.PathError{Op: "open", Path: path, Err: err}
-		}
-		return os.NewFile(uintptr(fd), path), nil
-	}
-}
-
 // msgFile is a message file open for reading, as a bare descriptor.
 // os.NewFile would add an fcntl call (to learn whether the descriptor is
 // non-blocking), a finalizer and the poller's reference counting to every
@@ -74,6 +51,21 @@ func (f *msgFile) open(path string) error {
 		}
 		f.fd, f.path, f.isOpen = fd, path, true
 		return nil
+	}
+}
+
+// size returns the file's size (fstat).
+func (f *msgFile) size() (int64, error) {
+	var st syscall.Stat_t
+	for {
+		err := syscall.Fstat(f.fd, &st)
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if err != nil {
+			return 0, &fs.PathError{Op: "stat", Path: f.path, Err: err}
+		}
+		return st.Size, nil
 	}
 }
 
