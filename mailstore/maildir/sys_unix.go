@@ -12,9 +12,12 @@ import (
 
 // flockExclusive takes an exclusive flock on f without waiting. It
 // returns errLockHeld if another open file holds one.
-func flockExclusive(f *os.File) error {
+func flockExclusive(f *os.File) error { return flockFD(int(f.Fd())) }
+
+// flockFD is flockExclusive for a bare descriptor.
+func flockFD(fd int) error {
 	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
 		switch {
 		case err == nil:
 			return nil
@@ -143,21 +146,7 @@ func openGuard(path string) (guardFile, error) {
 
 // tryLock takes an exclusive flock without waiting; errLockHeld if
 // another open file holds one.
-func (g guardFile) tryLock() error {
-	for {
-		err := syscall.Flock(g.fd, syscall.LOCK_EX|syscall.LOCK_NB)
-		switch {
-		case err == nil:
-			return nil
-		case errors.Is(err, syscall.EINTR):
-			continue
-		case errors.Is(err, syscall.EWOULDBLOCK):
-			return errLockHeld
-		default:
-			return err
-		}
-	}
-}
+func (g guardFile) tryLock() error { return flockFD(g.fd) }
 
 // Close closes the descriptor, which releases the flock.
 func (g guardFile) Close() error { return syscall.Close(g.fd) }
