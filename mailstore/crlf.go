@@ -272,7 +272,8 @@ func (c *crlfReader) fill(want int) {
 // Reads pass the caller's whole buffer to r (and use it as scratch space
 // to check that r has ended), so a source that converts in the caller's
 // buffer, like NewCRLFReaderSize's, sees the buffer's real size. Octets
-// past size are never returned.
+// past size are never returned; when there are some, the source is read
+// to its end before the error is returned (see drain).
 func ExactReader(r io.Reader, size int64) io.Reader {
 	return &exactReader{r: r, left: size}
 }
@@ -281,6 +282,27 @@ type exactReader struct {
 	r    io.Reader
 	left int64
 	one  [1]byte // scratch for the end check when the caller's buffer is empty
+}
+
+// drain reads the source to its end, using buf (or a small buffer) as
+// scratch, once the message has proved longer than announced. The transfer
+// fails anyway; reading on lets a store that learns a message's real size
+// at its end (the Maildir cache) announce the right size next time.
+func (e *exactReader) drain(buf []byte) {
+	if len(buf) < 512 {
+		buf = make([]byte, 4096)
+	}
+	for idle := 0; idle < 100; {
+		n, err := e.r.Read(buf)
+		if err != nil {
+			return
+		}
+		if n == 0 {
+			idle++ // a source stuck returning 0, nil is left alone
+		} else {
+			idle = 0
+		}
+	}
 }
 
 func (e *exactReader) Read(p []byte) (int, error) {
@@ -294,6 +316,7 @@ func (e *exactReader) Read(p []byte) (int, error) {
 		for range 2 {
 			n, err := e.r.Read(scratch)
 			if n > 0 {
+				e.drain(scratch)
 				return 0, fmt.Errorf("message longer than announced: %w", ErrSizeMismatch)
 			}
 			if err != nil && !errors.Is(err, io.EOF) {
@@ -309,6 +332,9 @@ func (e *exactReader) Read(p []byte) (int, error) {
 	if int64(n) > e.left {
 		n = int(e.left)
 		e.left = 0
+		if err == nil {
+			e.drain(p[n:])
+		}
 		return n, fmt.Errorf("message longer than announced: %w", ErrSizeMismatch)
 	}
 	e.left -= int64(n)

@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -285,4 +288,76 @@ func TestDemoPort109ServesPOP1AndPOP2(t *testing.T) {
 			t.Errorf("POP1 message %d differs from the store", i+1)
 		}
 	}
+}
+
+// TestWrongMaildirSizeCorrectedOverTheWire: a Maildir file whose ,W=
+// field is two octets short (Dovecot's LDA does this for a message without
+// a final newline) fails its first RETR with a closed connection, and the
+// next session announces and serves the real size.
+func TestWrongMaildirSizeCorrectedOverTheWire(t *testing.T) {
+	dir := t.TempDir()
+	passwd := filepath.Join(dir, "passwd")
+	if err := os.WriteFile(passwd, []byte("ann:{PLAIN}pw::::::\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	md := filepath.Join(dir, "mail", "ann")
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(md, sub), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	body := "Subject: x\n\nno final newline"
+	name := "1700000000.M1P1.h,S=" + strconv.Itoa(len(body)) + ",W=" + strconv.Itoa(len(body)+2) + ":2,"
+	if err := os.WriteFile(filepath.Join(md, "cur", name), []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr, _, _, _ := startRun(t, "--pop3", "127.0.0.1:0", "--store", "maildir:"+filepath.Join(dir, "mail", "%u"),
+		"--users", passwd, "--plaintext", "allow")
+	want := "Subject: x\r\n\r\nno final newline\r\n"
+	login := func() *client {
+		c := dial(t, addr)
+		expectPrefix(t, c.line(), "+OK")
+		expectPrefix(t, c.cmd("USER ann"), "+OK")
+		expectPrefix(t, c.cmd("PASS pw"), "+OK")
+		return c
+	}
+	c := login()
+	expectPrefix(t, c.cmd("LIST 1"), "+OK 1 "+strconv.Itoa(len(body)+2))
+	if _, err := c.c.Write([]byte("RETR 1\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := io.ReadAll(c.r)
+	if strings.HasSuffix(string(rest), "\r\n.\r\n") {
+		t.Fatalf("the first RETR ended as if complete: %q", rest)
+	}
+	// The hung-up session gives its lock back; then the size is right.
+	var got string
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		c = login()
+		got = c.cmd("LIST 1")
+		if got == "+OK 1 "+strconv.Itoa(len(want)) || time.Now().After(deadline) {
+			break
+		}
+		c.cmd("QUIT")
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got != "+OK 1 "+strconv.Itoa(len(want)) {
+		t.Fatalf("second session: LIST 1 = %q, want the real size %d", got, len(want))
+	}
+	expectPrefix(t, c.cmd("RETR 1"), "+OK")
+	var msg strings.Builder
+	for {
+		l, err := c.r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading RETR: %v", err)
+		}
+		if l == ".\r\n" {
+			break
+		}
+		msg.WriteString(l)
+	}
+	if msg.String() != want {
+		t.Errorf("RETR 1 = %q, want %q", msg.String(), want)
+	}
+	expectPrefix(t, c.cmd("QUIT"), "+OK")
 }
