@@ -17,6 +17,8 @@ func touchLock(path string, st os.FileInfo) error {
 		now := time.Now()
 		return os.Chtimes(path, now, now)
 	}
-	ts := []unix.Timespec{{Nsec: unix.UTIME_NOW}, {Nsec: unix.UTIME_NOW}}
-	return unix.UtimesNanoAt(unix.AT_FDCWD, path, ts, unix.AT_SYMLINK_NOFOLLOW)
+	// An explicit time, not UTIME_NOW, which some systems' x/sys/unix
+	// (darwin, netbsd) do not define.
+	now := unix.NsecToTimespec(time.Now().UnixNano())
+	return unix.UtimesNanoAt(unix.AT_FDCWD, path, []unix.Timespec{now, now}, unix.AT_SYMLINK_NOFOLLOW)
 }
