@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -14,7 +16,7 @@ import (
 // Maildir) b.N sessions long; with -cpuprofile it profiles server and
 // client together, which is how the hot paths of docs/performance.md
 // were found.
-func benchServe(b *testing.B, scenario string, users, msgs, size, bigSize int, user string, opts ...func(*benchConfig)) {
+func benchServe(b *testing.B, scenario string, users, msgs, size, bigSize int, user string, opts ...func(*benchConfig, *liveServer)) {
 	ls := startLivePopgate(b, users, msgs, size, bigSize)
 	cfg := benchConfig{scenario: scenario, addr: ls.addr, password: "pw", concurrency: max(users, 1),
 		count: 1, timeout: 10 * time.Second, user: user}
@@ -22,7 +24,7 @@ func benchServe(b *testing.B, scenario string, users, msgs, size, bigSize int, u
 		cfg.userTemplate = "u%d"
 	}
 	for _, o := range opts {
-		o(&cfg)
+		o(&cfg, ls)
 	}
 	if _, err := runBench(context.Background(), cfg); err != nil { // warm the caches
 		b.Fatal(err)
@@ -53,7 +55,7 @@ func BenchmarkServeFetchall(b *testing.B) { benchServe(b, "fetchall", 1, 1000, 4
 // BenchmarkServeFetchallDepth1 is BenchmarkServeFetchall with one RETR
 // per round trip (--pipeline 1).
 func BenchmarkServeFetchallDepth1(b *testing.B) {
-	benchServe(b, "fetchall", 1, 1000, 4096, 0, "", func(c *benchConfig) { c.pipeline = 1 })
+	benchServe(b, "fetchall", 1, 1000, 4096, 0, "", func(c *benchConfig, _ *liveServer) { c.pipeline = 1 })
 }
 
 // BenchmarkServeBigmsg retrieves one 20 MB message.
@@ -62,6 +64,20 @@ func BenchmarkServeBigmsg(b *testing.B) { benchServe(b, "bigmsg", 0, 0, 0, 20_00
 // BenchmarkServeScale is the scale scenario (login, UIDL, LIST, QUIT)
 // over 5 000 messages, cache warm.
 func BenchmarkServeScale(b *testing.B) { benchServe(b, "scale", 1, 5000, 200, 0, "") }
+
+// BenchmarkServeScaleCold is the scale scenario with the Maildir cache
+// deleted before every session, as popbench compare's cold runs do:
+// every login lists cur/, parses each name and writes the cache anew.
+// POPGATE_BENCH_100K=1 uses 100 000 messages instead of 5 000.
+func BenchmarkServeScaleCold(b *testing.B) {
+	n := 5000
+	if os.Getenv("POPGATE_BENCH_100K") != "" {
+		n = 100_000
+	}
+	benchServe(b, "scale", 1, n, 200, 0, "", func(c *benchConfig, ls *liveServer) {
+		c.coldRemove = []string{filepath.Join(ls.mail, "%u", "popgate-cache")}
+	})
+}
 
 // blastServer answers every command line on one loopback connection with
 // reply, written from memory: a server that costs nearly nothing, so

@@ -226,25 +226,7 @@ func (s *Store) snapshot(ctx context.Context, dir string) (*maildrop, error) {
 
 	// Messages new to the cache are numbered in delivery order: Dovecot's
 	// UID where it has one, else the time at the start of the name.
-	sort.SliceStable(fresh, func(i, j int) bool {
-		di, iok := dove[fresh[i].base]
-		dj, jok := dove[fresh[j].base]
-		if iok != jok {
-			return iok
-		}
-		if iok && di.imapUID != dj.imapUID {
-			return di.imapUID < dj.imapUID
-		}
-		si, ui := deliveryOrder(fresh[i].base)
-		sj, uj := deliveryOrder(fresh[j].base)
-		if si != sj {
-			return si < sj
-		}
-		if ui != uj {
-			return ui < uj
-		}
-		return fresh[i].base < fresh[j].base
-	})
+	sortFresh(fresh, dove)
 	for k, fn := range fresh {
 		if k%256 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -630,4 +612,48 @@ func (m *maildrop) Close() error {
 	m.done = true
 	m.saveCache()
 	return m.lock.release()
+}
+
+// sortFresh puts files new to the cache in delivery order: those with a
+// Dovecot UID first, by that UID; then by the seconds and microseconds at
+// the start of the name; then by base name, which is unique, so the order
+// is total. Each file's key is computed once: parsing the names inside
+// the comparison took 42% of a cold 100 000-message login.
+func sortFresh(fresh []fileName, dove map[string]dovecotEntry) {
+	type key struct {
+		hasDove     bool
+		imapUID     uint32
+		secs, usecs int64
+		fn          fileName
+	}
+	keys := make([]key, len(fresh))
+	for i, fn := range fresh {
+		k := key{fn: fn}
+		if d, ok := dove[fn.base]; ok {
+			k.hasDove, k.imapUID = true, d.imapUID
+		}
+		k.secs, k.usecs = deliveryOrder(fn.base)
+		keys[i] = k
+	}
+	slices.SortFunc(keys, func(a, b key) int {
+		if a.hasDove != b.hasDove {
+			if a.hasDove {
+				return -1
+			}
+			return 1
+		}
+		if a.hasDove && a.imapUID != b.imapUID {
+			return cmp.Compare(a.imapUID, b.imapUID)
+		}
+		if c := cmp.Compare(a.secs, b.secs); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.usecs, b.usecs); c != 0 {
+			return c
+		}
+		return strings.Compare(a.fn.base, b.fn.base)
+	})
+	for i := range keys {
+		fresh[i] = keys[i].fn
+	}
 }

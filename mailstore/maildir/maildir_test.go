@@ -1240,3 +1240,62 @@ func TestReadFile(t *testing.T) {
 		t.Errorf("readFile of a missing file = %v, want ErrNotExist", err)
 	}
 }
+
+// TestSortFresh checks sortFresh against the plain comparison it replaced
+// (Dovecot UID first, then the name's seconds and microseconds, then the
+// base name) on names of every kind, with and without Dovecot UIDs.
+func TestSortFresh(t *testing.T) {
+	var names []string
+	for i := range 300 {
+		switch i % 6 {
+		case 0:
+			names = append(names, fmt.Sprintf("%d.M%dP1.h", 1700000000+i%7, (i*7919)%1000))
+		case 1:
+			names = append(names, fmt.Sprintf("%d.%d_1.h", 1700000000+i%5, i))
+		case 2:
+			names = append(names, fmt.Sprintf("x%d.weird", i))
+		case 3:
+			names = append(names, fmt.Sprintf("%d.M%dP%d.h,S=10", 1600000000+i%3, i%4, i))
+		case 4:
+			names = append(names, fmt.Sprintf("%d.Mx.h", 1700000000+i%2))
+		default:
+			names = append(names, fmt.Sprintf("%d", 1700000000+i%9))
+		}
+	}
+	dove := map[string]dovecotEntry{}
+	for i, n := range names {
+		if i%4 == 0 {
+			dove[n] = dovecotEntry{imapUID: uint32((i * 31) % 17)}
+		}
+	}
+	var fresh []fileName
+	for _, n := range names {
+		fresh = append(fresh, parseName(n+":2,"))
+	}
+	want := slices.Clone(fresh)
+	sort.SliceStable(want, func(i, j int) bool {
+		di, iok := dove[want[i].base]
+		dj, jok := dove[want[j].base]
+		if iok != jok {
+			return iok
+		}
+		if iok && di.imapUID != dj.imapUID {
+			return di.imapUID < dj.imapUID
+		}
+		si, ui := deliveryOrder(want[i].base)
+		sj, uj := deliveryOrder(want[j].base)
+		if si != sj {
+			return si < sj
+		}
+		if ui != uj {
+			return ui < uj
+		}
+		return want[i].base < want[j].base
+	})
+	sortFresh(fresh, dove)
+	for i := range fresh {
+		if fresh[i].base != want[i].base {
+			t.Fatalf("position %d: %q, want %q", i, fresh[i].base, want[i].base)
+		}
+	}
+}
