@@ -22,7 +22,7 @@ type fakeStore struct {
 	panicMsg  string // Login panics with it if set
 	committed *mailstore.Changes
 	closed    int
-	lf        bool // messages are served through mailstore.NewCRLFReader, as a Maildir does
+	lf        bool // messages are served through mailstore.NewCRLFReaderSize, as a Maildir does
 }
 
 type fakeMsg struct {
@@ -76,7 +76,11 @@ func (m fakeMaildrop) OpenMessage(_ context.Context, uid string) (io.ReadCloser,
 	for _, msg := range m.s.msgs {
 		if msg.uid == uid {
 			if m.s.lf {
-				return io.NopCloser(mailstore.NewCRLFReader(strings.NewReader(msg.data))), nil
+				size := msg.size
+				if size < 0 {
+					size = int64(len(msg.data))
+				}
+				return io.NopCloser(mailstore.NewCRLFReaderSize(strings.NewReader(msg.data), size)), nil
 			}
 			return io.NopCloser(strings.NewReader(msg.data)), nil
 		}
