@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 )
 
 // Session is one connection's view of an open [Maildrop]: it numbers the
@@ -79,6 +80,19 @@ func (s *Session) Message(n int) (MessageInfo, error) {
 type Numbered struct {
 	N int
 	MessageInfo
+}
+
+// All yields the messages not marked deleted, in number order, like List
+// but without building a slice: a listing of 100 000 messages costs no
+// allocation.
+func (s *Session) All() iter.Seq[Numbered] {
+	return func(yield func(Numbered) bool) {
+		for i, m := range s.msgs {
+			if !s.deleted[i] && !yield(Numbered{N: i + 1, MessageInfo: m}) {
+				return
+			}
+		}
+	}
 }
 
 // List returns the messages not marked deleted, in number order.

@@ -36,6 +36,7 @@ type conn struct {
 	closing   bool
 	abort     bool // close without flushing (framing broken, panic)
 	readBuf   []byte
+	lineBuf   []byte // one UIDL or LIST line, reused
 	closeNote string // why the session ended, for the log
 
 	ip      netip.Addr // the peer's address, if hasIP

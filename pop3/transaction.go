@@ -70,9 +70,12 @@ func (c *conn) cmdList(req request) (State, error) {
 		return c.state, err
 	}
 	c.reply(fmt.Sprintf("+OK %d %s (%d octets)", n, plural(n, "message"), size))
-	for _, m := range c.sess.List() {
+	for m := range c.sess.All() {
 		s, _ := c.wireSize(m.N, m.MessageInfo) // cached by stat
-		c.wc.Line(strconv.Itoa(m.N) + " " + strconv.FormatInt(s, 10))
+		line := strconv.AppendInt(c.lineBuf[:0], int64(m.N), 10)
+		line = append(line, ' ')
+		c.lineBuf = strconv.AppendInt(line, s, 10)
+		c.wc.LineBytes(c.lineBuf)
 	}
 	c.wc.Line(".")
 	return c.state, nil
@@ -91,8 +94,11 @@ func (c *conn) cmdUidl(req request) (State, error) {
 		return c.state, nil
 	}
 	c.reply("+OK unique-id listing follows")
-	for _, m := range c.sess.List() {
-		c.wc.Line(strconv.Itoa(m.N) + " " + m.UID)
+	for m := range c.sess.All() {
+		line := strconv.AppendInt(c.lineBuf[:0], int64(m.N), 10)
+		line = append(line, ' ')
+		c.lineBuf = append(line, m.UID...)
+		c.wc.LineBytes(c.lineBuf)
 	}
 	c.wc.Line(".")
 	return c.state, nil

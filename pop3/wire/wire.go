@@ -167,6 +167,13 @@ func (c *Conn) Line(text string) {
 	_, _ = c.w.WriteString("\r\n")
 }
 
+// LineBytes is Line for text in a byte slice, which the caller may reuse
+// at once.
+func (c *Conn) LineBytes(text []byte) {
+	_, _ = c.w.Write(text)
+	_, _ = c.w.WriteString("\r\n")
+}
+
 // Linef buffers one formatted reply line.
 func (c *Conn) Linef(format string, args ...any) {
 	_, _ = fmt.Fprintf(c.w, format, args...)
