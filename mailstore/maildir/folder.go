@@ -118,25 +118,24 @@ func (s *Store) snapshot(ctx context.Context, dir string) (*maildrop, error) {
 		}
 		return st.ModTime().UnixNano(), nil
 	}
-	newMtime, err := mtimeOf(newDir)
-	if errors.Is(err, fs.ErrNotExist) {
-		// A folder directory without its subdirectories (a new user's
-		// empty Maildir): make cur/, new/ and tmp/, as a login always did.
-		if err := makeSubdirs(dir); err != nil {
-			return nil, err
+	// A folder directory without its subdirectories (a new user's empty
+	// Maildir) gets cur/, new/ and tmp/ here, where a login finds one
+	// missing, instead of three failing mkdir calls at every login.
+	mtimeOrMake := func(d string) (int64, error) {
+		t, err := mtimeOf(d)
+		if errors.Is(err, fs.ErrNotExist) {
+			if err := makeSubdirs(dir); err != nil {
+				return 0, err
+			}
+			t, err = mtimeOf(d)
 		}
-		newMtime, err = mtimeOf(newDir)
+		return t, err
 	}
+	newMtime, err := mtimeOrMake(newDir)
 	if err != nil {
 		return nil, err
 	}
-	curMtime, err := mtimeOf(cur)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err := makeSubdirs(dir); err != nil {
-			return nil, err
-		}
-		curMtime, err = mtimeOf(cur)
-	}
+	curMtime, err := mtimeOrMake(cur)
 	if err != nil {
 		return nil, err
 	}
