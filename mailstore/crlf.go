@@ -282,6 +282,7 @@ type exactReader struct {
 	r    io.Reader
 	left int64
 	one  [1]byte // scratch for the end check when the caller's buffer is empty
+	bad  error   // the size mismatch, once found; every later Read returns it
 }
 
 // drain reads the source to its end, using buf (or a small buffer) as
@@ -306,6 +307,9 @@ func (e *exactReader) drain(buf []byte) {
 }
 
 func (e *exactReader) Read(p []byte) (int, error) {
+	if e.bad != nil {
+		return 0, e.bad
+	}
 	if e.left == 0 {
 		// Check that the source is really at its end. A reader may
 		// return 0, nil; it gets one more try before the end is taken.
@@ -317,7 +321,8 @@ func (e *exactReader) Read(p []byte) (int, error) {
 			n, err := e.r.Read(scratch)
 			if n > 0 {
 				e.drain(scratch)
-				return 0, fmt.Errorf("message longer than announced: %w", ErrSizeMismatch)
+				e.bad = fmt.Errorf("message longer than announced: %w", ErrSizeMismatch)
+				return 0, e.bad
 			}
 			if err != nil && !errors.Is(err, io.EOF) {
 				return 0, err
@@ -335,12 +340,14 @@ func (e *exactReader) Read(p []byte) (int, error) {
 		if err == nil {
 			e.drain(p[n:])
 		}
-		return n, fmt.Errorf("message longer than announced: %w", ErrSizeMismatch)
+		e.bad = fmt.Errorf("message longer than announced: %w", ErrSizeMismatch)
+		return n, e.bad
 	}
 	e.left -= int64(n)
 	if errors.Is(err, io.EOF) {
 		if e.left > 0 {
-			return n, fmt.Errorf("message %d octets shorter than announced: %w", e.left, ErrSizeMismatch)
+			e.bad = fmt.Errorf("message %d octets shorter than announced: %w", e.left, ErrSizeMismatch)
+			return n, e.bad
 		}
 		err = nil
 	}

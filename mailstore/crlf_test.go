@@ -188,6 +188,15 @@ func TestExactReaderBuffers(t *testing.T) {
 					if !ok && !errors.Is(err, ErrSizeMismatch) {
 						t.Fatalf("%s, %q size %d, buffer %d: %v, want ErrSizeMismatch", name, data, size, bufSize, err)
 					}
+					if !ok {
+						// The mismatch sticks: reading on does not turn
+						// into a clean end.
+						r := ExactReader(src(strings.NewReader(data)), size)
+						_, _ = readVaried(r, bufSize)
+						if n, err := r.Read(make([]byte, bufSize)); n != 0 || !errors.Is(err, ErrSizeMismatch) {
+							t.Fatalf("%s, %q size %d, buffer %d: a Read after the mismatch = %d, %v", name, data, size, bufSize, n, err)
+						}
+					}
 				}
 			}
 		}
