@@ -58,14 +58,22 @@ func dovecotBinary(t testing.TB) string {
 	return p
 }
 
-func freePort(t testing.TB) int {
+// freePorts returns n distinct free loopback ports. All n listeners stay
+// open until every port is chosen: closing each before asking for the
+// next let the kernel hand out the same port twice, and Dovecot then
+// refused its configuration ("duplicate listener").
+func freePorts(t testing.TB, n int) []int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	ports := make([]int, 0, n)
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 func startDovecot(t testing.TB) *dovecotUp {
@@ -116,7 +124,8 @@ func startDovecot(t testing.TB) *dovecotUp {
 			t.Fatal(err)
 		}
 	}
-	pi, pp := freePort(t), freePort(t)
+	ports := freePorts(t, 2)
+	pi, pp := ports[0], ports[1]
 	d.imaps = "127.0.0.1:" + strconv.Itoa(pi)
 	d.pop3s = "127.0.0.1:" + strconv.Itoa(pp)
 	conf := fmt.Sprintf(`
