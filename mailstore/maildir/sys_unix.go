@@ -44,16 +44,26 @@ type msgFile struct {
 
 // open opens path read-only.
 func (f *msgFile) open(path string) error {
+	fd, err := openFD(path, syscall.O_RDONLY, 0)
+	if err != nil {
+		return err
+	}
+	f.fd, f.path, f.isOpen = fd, path, true
+	return nil
+}
+
+// openFD is open(2) with O_CLOEXEC, retried on EINTR, for the bare
+// descriptors of msgFile and guardFile.
+func openFD(path string, flags int, perm uint32) (int, error) {
 	for {
-		fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		fd, err := syscall.Open(path, flags|syscall.O_CLOEXEC, perm)
 		if errors.Is(err, syscall.EINTR) {
 			continue
 		}
 		if err != nil {
-			return &fs.PathError{Op: "open", Path: path, Err: err}
+			return -1, &fs.PathError{Op: "open", Path: path, Err: err}
 		}
-		f.fd, f.path, f.isOpen = fd, path, true
-		return nil
+		return fd, nil
 	}
 }
 
@@ -132,16 +142,8 @@ type guardFile struct{ fd int }
 
 // openGuard opens (creating) the guard file at path.
 func openGuard(path string) (guardFile, error) {
-	for {
-		fd, err := syscall.Open(path, syscall.O_RDWR|syscall.O_CREAT|syscall.O_CLOEXEC, 0o600)
-		if errors.Is(err, syscall.EINTR) {
-			continue
-		}
-		if err != nil {
-			return guardFile{fd: -1}, &fs.PathError{Op: "open", Path: path, Err: err}
-		}
-		return guardFile{fd: fd}, nil
-	}
+	fd, err := openFD(path, syscall.O_RDWR|syscall.O_CREAT, 0o600)
+	return guardFile{fd: fd}, err
 }
 
 // tryLock takes an exclusive flock without waiting; errLockHeld if
